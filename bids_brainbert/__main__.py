@@ -1,0 +1,3 @@
+from .cli.run import console_entry
+
+console_entry()

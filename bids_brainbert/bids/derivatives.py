@@ -1,0 +1,197 @@
+"""The derivative dataset we write: file names, atomic writes, sidecars, dataset_description and .bidsignore.
+
+Layout (the output directory is the derivative dataset root, as fMRIPrep >= 21 does)::
+
+    OUTPUT_DIR/dataset_description.json, .bidsignore
+    OUTPUT_DIR/sub-<label>/[ses-<label>/]ieeg/<entities>_desc-<kind>_spectrogram.npy (+ .json)
+    OUTPUT_DIR/sub-<label>/[ses-<label>/]ieeg/<entities>_desc-<kind>_channels.tsv
+    OUTPUT_DIR/sub-<label>/log/<run id>/bids-brainbert.{toml,log}
+
+Every file is written under a temporary name in its final folder and renamed into place, so a reader (or an
+interrupted run) never sees a partial file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..errors import UsageError
+from .discovery import Recording
+
+APP_NAME = "bids-brainbert"
+CODE_URL = "https://github.com/bids-brainbert/bids-brainbert"
+BIDS_VERSION = "1.10.0"
+# BIDS has no suffix for these: the validator is told to ignore them (REFERENCE §2).
+BIDSIGNORE_PATTERNS = ("*_spectrogram.npy", "*_spectrogram.json", "*_embeddings.npy", "*_embeddings.json",
+                       "*_desc-*_channels.tsv", "sub-*/log/", "logs/", "*.html", "models/", "figures/")
+TMP_MARK = ".tmp-"
+
+
+def spectrogram_paths(output_dir: Path, recording: Recording, kind: str) -> dict[str, Path]:
+    """Output paths of a recording's spectrogram derivative (data, sidecar, channel table)."""
+    folder = output_dir / recording.path.parent.relative_to(_dataset_root_of(recording))
+    base = f"{recording.stem_entities}_desc-{kind}"
+    return {
+        "data": folder / f"{base}_spectrogram.npy",
+        "sidecar": folder / f"{base}_spectrogram.json",
+        "channels": folder / f"{base}_channels.tsv",
+    }
+
+
+def _dataset_root_of(recording: Recording) -> Path:
+    parts = recording.path.parts
+    idx = max(i for i, p in enumerate(parts) if p == f"sub-{recording.subject}")
+    return Path(*parts[:idx])
+
+
+def ensure_inside(root: Path, path: Path) -> Path:
+    """Refuse to write anywhere but inside the output directory (labels come from untrusted input)."""
+    resolved_root = root.resolve()
+    resolved = path.resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise UsageError(f"{path}: refusing to write outside the output directory {root}")
+    return path
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on error removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: Path, content: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(content)
+
+
+def atomic_write_json(path: Path, content: dict[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(content, indent=2, sort_keys=False, default=_json_default) + "\n").encode())
+
+
+def atomic_write_tsv(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def sha256_of_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def container_info() -> dict[str, str] | None:
+    """The container we run in, if any (for GeneratedBy.Container)."""
+    if os.environ.get("BIDS_BRAINBERT_CONTAINER_TYPE"):
+        return {"Type": os.environ["BIDS_BRAINBERT_CONTAINER_TYPE"],
+                "Tag": os.environ.get("BIDS_BRAINBERT_CONTAINER_TAG", f"bids-brainbert:{__version__}")}
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
+        image = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER", "")
+        return {"Type": "singularity", "Tag": os.path.basename(image)}
+    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
+        return {"Type": "docker", "Tag": f"bids-brainbert:{__version__}"}
+    return None
+
+
+def generated_by() -> dict[str, Any]:
+    entry: dict[str, Any] = {"Name": APP_NAME, "Version": __version__, "CodeURL": CODE_URL}
+    container = container_info()
+    if container:
+        entry["Container"] = container
+    return entry
+
+
+def dataset_description(bids_dir: Path, source_description: dict[str, Any]) -> dict[str, Any]:
+    source: dict[str, Any] = {"URL": bids_dir.resolve().as_uri()}
+    if "DatasetDOI" in source_description:
+        source["DOI"] = source_description["DatasetDOI"]
+    return {
+        "Name": f"{APP_NAME} derivatives of {source_description.get('Name', bids_dir.name)}",
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": "derivative",
+        "GeneratedBy": [generated_by()],
+        "SourceDatasets": [source],
+        "DatasetLinks": {"raw": bids_dir.resolve().as_uri()},
+    }
+
+
+def write_dataset_files(output_dir: Path, bids_dir: Path, source_description: dict[str, Any]) -> None:
+    """Root dataset_description.json and .bidsignore; written only when missing or different, atomically,
+    so that concurrent array tasks writing into one output folder cannot clobber each other."""
+    description = dataset_description(bids_dir, source_description)
+    desc_path = output_dir / "dataset_description.json"
+    if not desc_path.exists() or _read_json_or_none(desc_path) != json.loads(json.dumps(description)):
+        atomic_write_json(desc_path, description)
+    ignore_path = output_dir / ".bidsignore"
+    existing = ignore_path.read_text().splitlines() if ignore_path.exists() else []
+    missing = [p for p in BIDSIGNORE_PATTERNS if p not in existing]
+    if missing:
+        atomic_write_bytes(ignore_path, ("\n".join(existing + missing) + "\n").encode())
+
+
+def _read_json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def bids_uri(recording: Recording, dataset_name: str = "raw") -> str:
+    return f"bids:{dataset_name}:{recording.relative_path}"
+
+
+def is_complete(paths: dict[str, Path]) -> bool:
+    """A derivative is complete when all its files exist and the data matches the hash in its sidecar."""
+    if not all(p.exists() for p in paths.values()):
+        return False
+    sidecar = _read_json_or_none(paths["sidecar"])
+    if not isinstance(sidecar, dict) or "DataSha256" not in sidecar:
+        return False
+    return sha256_of_file(paths["data"]) == sidecar["DataSha256"]
+
+
+def open_spectrogram(path: Path, channel: str | int | None = None, mmap: bool = True) -> np.ndarray:
+    """Read a spectrogram derivative, memory-mapped; ``channel`` (name or row) reads one electrode only.
+
+    Returns (n_channels, n_frames, n_freqs) or (n_frames, n_freqs) for one channel.
+    """
+    array = np.load(path, mmap_mode="r" if mmap else None)
+    if channel is None:
+        return array
+    if isinstance(channel, str):
+        names = pd.read_csv(str(path).replace("_spectrogram.npy", "_channels.tsv"), sep="\t")["name"].tolist()
+        channel = names.index(channel)
+    return np.asarray(array[channel])

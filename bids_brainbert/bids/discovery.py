@@ -1,0 +1,226 @@
+"""Which iEEG recordings a run selects.
+
+Indexing walks only ``sub-*/[ses-*/]ieeg/`` folders with :func:`os.scandir` and parses entities from file names,
+which keeps a 10k-file dataset well under a second (PyBIDS' full layout indexing takes tens of seconds there;
+see ``benchmarks/discovery.py``). Filters follow the BIDS-Apps conventions: participant/session/task/run labels
+and a PyBIDS-style ``--bids-filter-file``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import EmptySelectionError, InvalidDatasetError, UsageError
+
+# Formats mne-bids can read for iEEG; .nwb and .mefd are valid BIDS but not readable here.
+READABLE_EXTENSIONS = (".edf", ".vhdr", ".set", ".bdf")
+UNREADABLE_EXTENSIONS = (".nwb", ".mefd")
+ENTITY_ORDER = ("subject", "session", "task", "acquisition", "run")
+_KEY_TO_ENTITY = {"sub": "subject", "ses": "session", "task": "task", "acq": "acquisition", "run": "run"}
+_FILENAME = re.compile(r"^(?P<stem>(?:[a-zA-Z]+-[a-zA-Z0-9]+_)+)ieeg(?P<ext>\.[a-zA-Z0-9.]+)$")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One iEEG recording file of the input dataset."""
+
+    path: Path
+    entities: dict[str, str] = field(hash=False)
+
+    @property
+    def subject(self) -> str:
+        return self.entities["subject"]
+
+    @property
+    def relative_path(self) -> str:
+        """Path relative to the dataset root, POSIX style (for BIDS URIs and messages)."""
+        parts = self.path.parts
+        idx = max(i for i, p in enumerate(parts) if p == f"sub-{self.subject}")
+        return "/".join(parts[idx:])
+
+    @property
+    def stem_entities(self) -> str:
+        """``sub-01_ses-01_task-x_run-01``: the file name up to the suffix."""
+        return self.path.name.split("_ieeg")[0]
+
+    @property
+    def extension(self) -> str:
+        return _FILENAME.match(self.path.name)["ext"]
+
+
+def parse_entities(filename: str) -> dict[str, str] | None:
+    """Entities of a ``*_ieeg.<ext>`` file name, or None if it is not one."""
+    match = _FILENAME.match(filename)
+    if match is None:
+        return None
+    entities: dict[str, str] = {}
+    for pair in match["stem"].rstrip("_").split("_"):
+        key, _, value = pair.partition("-")
+        entities[_KEY_TO_ENTITY.get(key, key)] = value
+    if "subject" not in entities:
+        return None
+    return entities
+
+
+def index_recordings(bids_dir: Path) -> list[Recording]:
+    """Every ``*_ieeg.*`` recording under ``bids_dir`` (sorted), readable or not.
+
+    BrainVision sidecars (.eeg/.vmrk) and EEGLAB .fdt files are not recordings on their own.
+    """
+    recordings: list[Recording] = []
+    with os.scandir(bids_dir) as top:
+        subjects = sorted(e.path for e in top if e.is_dir() and e.name.startswith("sub-"))
+    for subject_dir in subjects:
+        with os.scandir(subject_dir) as entries:
+            children = sorted((e for e in entries if e.is_dir()), key=lambda e: e.name)
+        data_dirs = [c.path for c in children if c.name == "ieeg"]
+        for child in children:
+            if child.name.startswith("ses-"):
+                ieeg_dir = os.path.join(child.path, "ieeg")
+                if os.path.isdir(ieeg_dir):
+                    data_dirs.append(ieeg_dir)
+        for data_dir in data_dirs:
+            with os.scandir(data_dir) as files:
+                names = sorted(f.name for f in files)
+            for name in names:
+                if not name.endswith(READABLE_EXTENSIONS + UNREADABLE_EXTENSIONS):
+                    continue
+                entities = parse_entities(name)
+                if entities is not None:
+                    recordings.append(Recording(Path(data_dir) / name, entities))
+    return recordings
+
+
+def normalise_label(label: str, prefix: str) -> str:
+    """``sub-01`` and ``01`` both mean ``01``."""
+    label = label.strip()
+    return label[len(prefix) + 1:] if label.startswith(prefix + "-") else label
+
+
+def expand_labels(values: Iterable[str], prefix: str) -> list[str]:
+    """Labels from the command line; an existing file path stands for the labels it lists (one per line/space)."""
+    out: list[str] = []
+    for value in values:
+        candidate = Path(value)
+        if os.sep in value or value.endswith((".txt", ".tsv", ".csv")):
+            if not candidate.is_file():
+                raise UsageError(f"{value}: label file not found")
+            tokens = candidate.read_text(encoding="utf-8", errors="replace").replace(",", " ").split()
+            out.extend(normalise_label(t, prefix) for t in tokens if t.lower() != "participant_id")
+        else:
+            out.append(normalise_label(value, prefix))
+    return out
+
+
+def read_filter_file(path: Path) -> dict[str, Any]:
+    """Entity filters for iEEG recordings from a PyBIDS-style JSON filter file.
+
+    The file maps query names to entity filters (``{"ieeg": {"session": "01", "run": [1, 2]}}``); the ``ieeg``
+    query is used, or a file holding entity filters directly. A ``null`` value requires the entity to be absent.
+    """
+    try:
+        content = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: BIDS filter file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: malformed JSON in BIDS filter file ({exc})") from None
+    if not isinstance(content, dict):
+        raise UsageError(f"{path}: a BIDS filter file must hold a JSON object")
+    filters = content.get("ieeg", content)
+    if not isinstance(filters, dict):
+        raise UsageError(f"{path}: the 'ieeg' query must be a JSON object of entity filters")
+    known = set(ENTITY_ORDER) | {"datatype", "suffix", "extension"}
+    unknown = sorted(set(filters) - known)
+    if unknown:
+        raise UsageError(f"{path}: unknown BIDS entities {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return filters
+
+
+def _matches(value: str | None, wanted: Any, entity: str) -> bool:
+    if wanted is None:
+        return value is None
+    options = wanted if isinstance(wanted, list) else [wanted]
+    if value is None:
+        return False
+    if entity == "run":  # run-1 and run-01 are the same run
+        return any(str(o).isdigit() and value.isdigit() and int(o) == int(value) or str(o) == value for o in options)
+    if entity == "extension":
+        return any(value == ("." + str(o).lstrip(".")) for o in options)
+    return value in {str(o) for o in options}
+
+
+@dataclass
+class Selection:
+    """The filters of one run."""
+
+    participant_label: list[str] = field(default_factory=list)
+    exclude_participant_label: list[str] = field(default_factory=list)
+    session_label: list[str] = field(default_factory=list)
+    task_label: list[str] = field(default_factory=list)
+    run: list[str] = field(default_factory=list)
+    entity_filters: dict[str, Any] = field(default_factory=dict)
+
+    def accepts(self, recording: Recording) -> bool:
+        ent = recording.entities
+        checks = {
+            "subject": self.participant_label,
+            "session": self.session_label,
+            "task": self.task_label,
+            "run": self.run,
+        }
+        for entity, wanted in checks.items():
+            if wanted and not _matches(ent.get(entity), list(wanted), entity):
+                return False
+        if ent["subject"] in self.exclude_participant_label:
+            return False
+        for entity, wanted in self.entity_filters.items():
+            if entity in ("datatype", "suffix"):
+                target = {"datatype": "ieeg", "suffix": "ieeg"}[entity]
+                if not _matches(target, wanted, entity):
+                    return False
+                continue
+            value = recording.extension if entity == "extension" else ent.get(entity)
+            if not _matches(value, wanted, entity):
+                return False
+        return True
+
+
+def check_dataset_root(bids_dir: Path) -> dict[str, Any]:
+    """Minimal structural checks; returns dataset_description.json. Raises InvalidDatasetError (exit 16)."""
+    if not bids_dir.exists():
+        raise InvalidDatasetError(f"{bids_dir}: BIDS directory does not exist")
+    if not bids_dir.is_dir():
+        raise InvalidDatasetError(f"{bids_dir}: not a directory")
+    description_file = bids_dir / "dataset_description.json"
+    if not description_file.is_file():
+        raise InvalidDatasetError(f"{description_file}: missing; not a BIDS dataset root")
+    try:
+        description = json.loads(description_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidDatasetError(f"{description_file}: not valid JSON ({exc})") from None
+    if not isinstance(description, dict) or "Name" not in description or "BIDSVersion" not in description:
+        raise InvalidDatasetError(f"{description_file}: must hold an object with Name and BIDSVersion")
+    return description
+
+
+def select_recordings(bids_dir: Path, selection: Selection) -> list[Recording]:
+    """Recordings matching the selection. Raises EmptySelectionError (exit 18) when nothing matches."""
+    everything = index_recordings(bids_dir)
+    if not everything:
+        raise InvalidDatasetError(f"{bids_dir}: no iEEG recordings (sub-*/[ses-*/]ieeg/*_ieeg.*) found")
+    known_subjects = {r.subject for r in everything}
+    unknown = sorted(set(selection.participant_label) - known_subjects)
+    if unknown:
+        raise EmptySelectionError(
+            f"{bids_dir}: participant label(s) {', '.join(unknown)} not found "
+            f"(dataset has {', '.join(sorted(known_subjects))})"
+        )
+    chosen = [r for r in everything if selection.accepts(r)]
+    if not chosen:
+        raise EmptySelectionError(f"{bids_dir}: the selection (labels and filters) matches no iEEG recording")
+    return chosen

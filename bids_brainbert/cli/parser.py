@@ -1,0 +1,119 @@
+"""The command line, following the BIDS-Apps conventions (see the README for every option and exit code).
+
+Options are parsed with ``argparse.SUPPRESS`` defaults so that only what the user typed overrides the
+``--config-file``; the defaults live in :class:`bids_brainbert.config.RunConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import __version__
+from ..config import REFERENCE_SCHEMES, SPECTROGRAM_KINDS
+from ..errors import UsageError
+
+ANALYSIS_LEVELS = ("participant", "group")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on bad usage; BIDS-Apps use 64, raised as UsageError so main() maps it."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _sampling_rate(text: str) -> float:
+    """A rate in Hz, or 'native' (0 internally means: keep the recording's own rate)."""
+    if text.lower() == "native":
+        return 0.0
+    return _positive_float(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="bids-brainbert",
+        description="BrainBERT-style time-frequency derivatives and representations of BIDS iEEG datasets. "
+                    "Also: 'bids-brainbert demo OUTPUT_DIR' writes the example dataset and runs the pipeline on it.",
+        argument_default=argparse.SUPPRESS,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, help="root of the BIDS iEEG dataset (read only)")
+    parser.add_argument("output_dir", type=Path, help="root of the derivative dataset to write")
+    parser.add_argument("analysis_level", help=f"processing stage: one of {', '.join(ANALYSIS_LEVELS)}")
+    parser.add_argument("--version", action="version", version=f"bids-brainbert {__version__}")
+
+    sel = parser.add_argument_group("selecting data")
+    sel.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",
+                     help="subjects to process, with or without 'sub-', or a file listing them")
+    sel.add_argument("--exclude-participant-label", nargs="+", metavar="LABEL", help="subjects to leave out")
+    sel.add_argument("--session-label", nargs="+", metavar="LABEL", help="sessions to process (without 'ses-')")
+    sel.add_argument("--task-label", nargs="+", metavar="LABEL", help="tasks to process (without 'task-')")
+    sel.add_argument("--run", nargs="+", metavar="INDEX", help="runs to process")
+    sel.add_argument("--bids-filter-file", type=Path, metavar="FILE",
+                     help="PyBIDS-style JSON of entity filters; the 'ieeg' query is used")
+    sel.add_argument("--include-dbs", action="store_true", help="also analyse DBS channels")
+
+    run = parser.add_argument_group("execution")
+    run.add_argument("-w", "--work-dir", type=Path, metavar="DIR", help="scratch space for intermediate files")
+    run.add_argument("--nprocs", "--n-cpus", type=_positive_int, metavar="N", help="recordings processed in parallel")
+    run.add_argument("--random-seed", type=int, metavar="SEED", help="seed for every random generator")
+    run.add_argument("--config-file", type=Path, metavar="FILE", help="TOML file of options (the command line wins)")
+    run.add_argument("--skip-bids-validation", action="store_true", help="do not run the BIDS validator")
+    run.add_argument("--dry-run", action="store_true", help="print what would be processed and write nothing")
+    run.add_argument("--overwrite", action="store_true", help="recompute derivatives that are already complete")
+    run.add_argument("-v", "--verbose", action="count", help="more log output (repeat for more)")
+
+    pre = parser.add_argument_group("preprocessing")
+    pre.add_argument("--no-line-noise", dest="line_noise", action="store_false",
+                     help="do not notch PowerLineFrequency and its harmonics")
+    pre.add_argument("--line-noise-quality", type=_positive_float, metavar="Q", help="notch quality factor (30)")
+    pre.add_argument("--line-noise-max-hz", type=_positive_float, metavar="HZ",
+                     help="highest harmonic notched (default: all below Nyquist)")
+    pre.add_argument("--reference", choices=REFERENCE_SCHEMES,
+                     help="re-reference: auto = shaft Laplacian for sEEG/DBS, common average per group for ECoG")
+    pre.add_argument("--laplacian-min-neighbours", type=int, choices=(1, 2),
+                     help="contacts need this many shaft neighbours (2 as BrainBERT; 1 keeps shaft ends)")
+    pre.add_argument("--sampling-rate", type=_sampling_rate, metavar="HZ",
+                     help="analysis rate in Hz (default 2048, as BrainBERT), or 'native'")
+
+    spec = parser.add_argument_group("spectrogram")
+    spec.add_argument("--spectrogram", choices=SPECTROGRAM_KINDS, help="time-frequency front end (superlet)")
+    spec.add_argument("--superlet-freq-min", type=_positive_float, metavar="HZ", help="lowest frequency (0.1)")
+    spec.add_argument("--superlet-freq-max", type=_positive_float, metavar="HZ", help="highest frequency (200)")
+    spec.add_argument("--superlet-n-freqs", type=_positive_int, metavar="N", help="number of frequencies (40)")
+    spec.add_argument("--superlet-base-cycles", type=_positive_float, metavar="C1", help="cycles of order 1 (1)")
+    spec.add_argument("--superlet-order-min", type=_positive_float, metavar="O", help="order at lowest frequency (3)")
+    spec.add_argument("--superlet-order-max", type=_positive_float, metavar="O", help="order at highest frequency (30)")
+    spec.add_argument("--superlet-decimation", type=_positive_int, metavar="N", help="output every Nth sample (50)")
+    spec.add_argument("--stft-nperseg", type=_positive_int, metavar="N", help="STFT window length in samples (400)")
+    spec.add_argument("--stft-noverlap", type=int, metavar="N", help="STFT window overlap in samples (350)")
+    spec.add_argument("--stft-n-bins", type=_positive_int, metavar="N", help="STFT bins kept from 0 Hz (40)")
+    spec.add_argument("--channel-batch-size", type=_positive_int, metavar="N", help="channels transformed at once")
+    return parser
+
+
+def build_demo_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bids-brainbert demo",
+                     description="Write the simulated example BIDS iEEG dataset to OUTPUT_DIR/rawdata and run the "
+                                 "participant level into OUTPUT_DIR/derivatives/bids-brainbert.")
+    parser.add_argument("output_dir", type=Path)
+    parser.add_argument("--small", action="store_true", help="a shorter, smaller dataset (seconds)")
+    parser.add_argument("--random-seed", type=int, default=42)
+    parser.add_argument("--nprocs", type=_positive_int, default=1)
+    parser.add_argument("--dataset-only", action="store_true", help="write the dataset, do not run the pipeline")
+    return parser

@@ -1,0 +1,167 @@
+"""``main()``: parse -> configure -> select -> run -> report -> exit code. Holds no science."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..bids import derivatives as deriv
+from ..bids.discovery import Selection, check_dataset_root, expand_labels, read_filter_file, select_recordings
+from ..bids.validation import validate_dataset
+from ..config import RunConfig, build_config, read_config_file, replace, seed_everything, write_config_toml
+from ..errors import (EXIT_OK, EXIT_PROCESSING_FAILURE, BadAnalysisLevelError, BidsBrainbertError,
+                      NotAvailableError, UsageError)
+from .parser import ANALYSIS_LEVELS, build_demo_parser, build_parser
+
+LOGGER = logging.getLogger("bids_brainbert")
+_LABEL = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def configure_logging(verbose: int) -> None:
+    LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if not any(getattr(h, "_bids_brainbert", False) for h in LOGGER.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S"))
+        handler._bids_brainbert = True  # type: ignore[attr-defined]
+        LOGGER.addHandler(handler)
+
+
+def parse_config(argv: list[str]) -> RunConfig:
+    """Command line (+ optional TOML config file) -> RunConfig with absolute, checked paths."""
+    cli_values = vars(build_parser().parse_args(argv))
+    file_values = read_config_file(cli_values.pop("config_file")) if "config_file" in cli_values else {}
+    config = build_config(cli_values, file_values)
+    if config.analysis_level not in ANALYSIS_LEVELS:
+        raise BadAnalysisLevelError(f"analysis level {config.analysis_level!r} is not one of "
+                                    f"{', '.join(ANALYSIS_LEVELS)}")
+    return resolve(config)
+
+
+def _checked_labels(values: list[str], prefix: str, option: str) -> list[str]:
+    labels = expand_labels(values, prefix)
+    for label in labels:
+        if not _LABEL.match(label):
+            raise UsageError(f"{option}: {label!r} is not a BIDS label (letters and digits only)")
+    return labels
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    bids_dir = Path(config.bids_dir).expanduser().absolute()
+    output_dir = Path(config.output_dir).expanduser().absolute()
+    if output_dir.resolve() == bids_dir.resolve() or bids_dir.resolve() in output_dir.resolve().parents:
+        raise UsageError(f"{output_dir}: the output directory must not be inside the BIDS directory {bids_dir} "
+                         "(the input dataset is never written to)")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"{output_dir}: output path exists and is not a directory")
+    return replace(
+        config, bids_dir=bids_dir, output_dir=output_dir,
+        work_dir=Path(config.work_dir).absolute() if config.work_dir else None,
+        bids_filter_file=Path(config.bids_filter_file).absolute() if config.bids_filter_file else None,
+        participant_label=_checked_labels(config.participant_label, "sub", "--participant-label"),
+        exclude_participant_label=_checked_labels(config.exclude_participant_label, "sub",
+                                                  "--exclude-participant-label"),
+        session_label=_checked_labels(config.session_label, "ses", "--session-label"),
+        task_label=_checked_labels(config.task_label, "task", "--task-label"),
+        run=_checked_labels([str(r) for r in config.run], "run", "--run"),
+    )
+
+
+def selection_of(config: RunConfig) -> Selection:
+    return Selection(
+        participant_label=config.participant_label,
+        exclude_participant_label=config.exclude_participant_label,
+        session_label=config.session_label,
+        task_label=config.task_label,
+        run=config.run,
+        entity_filters=read_filter_file(config.bids_filter_file) if config.bids_filter_file else {},
+    )
+
+
+def check_output_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{output_dir}: cannot create the output directory ({exc.strerror})") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise UsageError(f"{output_dir}: output directory is not writable")
+
+
+def run_app(argv: list[str]) -> int:
+    config = parse_config(argv)
+    configure_logging(config.verbose)
+    seed_everything(config.random_seed)
+    source_description = check_dataset_root(config.bids_dir)
+    if not config.skip_bids_validation:
+        validate_dataset(config.bids_dir)
+    recordings = select_recordings(config.bids_dir, selection_of(config))
+    if config.analysis_level == "group":
+        raise NotAvailableError("group level (BrainBERT pretraining and analyses) is not available in this version;"
+                                " run the participant level")
+    from ..workflows.participant import run_participant_level, spectrogram_paths_for
+
+    if config.dry_run:
+        print(f"bids-brainbert would process {len(recordings)} recording(s) into {config.output_dir}:")
+        for recording in recordings:
+            print(f"  {recording.relative_path} -> {spectrogram_paths_for(config, recording)['data']}")
+        return EXIT_OK
+    check_output_writable(config.output_dir)
+    deriv.write_dataset_files(config.output_dir, config.bids_dir, source_description)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "_" + uuid.uuid4().hex[:8]
+    for subject in sorted({r.subject for r in recordings}):
+        log_dir = deriv.ensure_inside(config.output_dir, config.output_dir / f"sub-{subject}" / "log" / run_id)
+        write_config_toml(config, log_dir / "bids-brainbert.toml")
+    LOGGER.info("processing %d recording(s) with %d process(es); run %s", len(recordings), config.nprocs, run_id)
+    outcomes = run_participant_level(config, recordings, run_id)
+    failed = [o for o in outcomes if o.status == "failed"]
+    for outcome in outcomes:
+        LOGGER.info("%-8s %s (%.1f s)%s", outcome.status, outcome.recording, outcome.seconds,
+                    f": {outcome.message}" if outcome.status == "failed" else "")
+    if failed:
+        print(f"bids-brainbert: {len(failed)} of {len(outcomes)} recording(s) failed:", file=sys.stderr)
+        for outcome in failed:
+            print(f"  {outcome.message}", file=sys.stderr)
+        return EXIT_PROCESSING_FAILURE
+    return EXIT_OK
+
+
+def run_demo(argv: list[str]) -> int:
+    from ..io.simulate import write_demo_dataset
+
+    args = build_demo_parser().parse_args(argv)
+    configure_logging(0)
+    out = args.output_dir.absolute()
+    rawdata = out / "rawdata"
+    if not (rawdata / "dataset_description.json").exists():
+        LOGGER.info("writing the simulated example dataset to %s", rawdata)
+        write_demo_dataset(rawdata, seed=args.random_seed, small=args.small)
+    if args.dataset_only:
+        return EXIT_OK
+    derivatives = out / "derivatives" / "bids-brainbert"
+    code = run_app([str(rawdata), str(derivatives), "participant", "--nprocs", str(args.nprocs),
+                    "--random-seed", str(args.random_seed)])
+    if code == EXIT_OK:
+        print(f"demo finished: dataset in {rawdata}, derivatives in {derivatives}")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "demo":
+            return run_demo(argv[1:])
+        return run_app(argv)
+    except BidsBrainbertError as exc:
+        print(f"bids-brainbert: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bids-brainbert: interrupted; re-run the same command to finish what is missing", file=sys.stderr)
+        return 130
+
+
+def console_entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""One typed configuration for a run: every option, its default, TOML load/save and seeding.
+
+The command line, a ``--config-file`` TOML and the defaults all end up in :class:`RunConfig`; the command
+line wins over the file. The resolved configuration is saved as TOML next to the outputs for provenance and can
+be fed back with ``--config-file``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+
+from .errors import UsageError
+
+SPECTROGRAM_KINDS = ("superlet", "stft")
+REFERENCE_SCHEMES = ("auto", "laplacian", "car", "bipolar", "none")
+
+
+@dataclass
+class RunConfig:
+    """All settings of one invocation. Paths are absolute once resolved."""
+
+    bids_dir: Path | None = None
+    output_dir: Path | None = None
+    analysis_level: str | None = None
+
+    # selection
+    participant_label: list[str] = field(default_factory=list)
+    exclude_participant_label: list[str] = field(default_factory=list)
+    session_label: list[str] = field(default_factory=list)
+    task_label: list[str] = field(default_factory=list)
+    run: list[str] = field(default_factory=list)
+    bids_filter_file: Path | None = None
+    include_dbs: bool = False
+
+    # execution
+    work_dir: Path | None = None
+    nprocs: int = 1
+    random_seed: int = 0
+    skip_bids_validation: bool = False
+    dry_run: bool = False
+    overwrite: bool = False
+    verbose: int = 0
+
+    # preprocessing
+    line_noise: bool = True
+    line_noise_quality: float = 30.0
+    line_noise_max_hz: float | None = None
+    reference: str = "auto"
+    laplacian_min_neighbours: int = 2
+    sampling_rate: float = 2048.0            # Hz; 0 keeps each recording's own rate ('native')
+
+    # spectrogram
+    spectrogram: str = "superlet"
+    superlet_freq_min: float = 0.1
+    superlet_freq_max: float = 200.0
+    superlet_n_freqs: int = 40
+    superlet_base_cycles: float = 1.0
+    superlet_order_min: float = 3.0
+    superlet_order_max: float = 30.0
+    superlet_decimation: int = 50
+    stft_nperseg: int = 400
+    stft_noverlap: int = 350
+    stft_n_bins: int = 40
+    channel_batch_size: int = 16
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """A TOML-serialisable dict (None values dropped, paths as strings)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+_PATH_FIELDS = {f.name for f in fields(RunConfig) if "Path" in str(f.type)}
+_LIST_FIELDS = {f.name for f in fields(RunConfig) if str(f.type).startswith("list")}
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Options from a TOML file, validated against :class:`RunConfig`'s field names."""
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: config file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: malformed TOML ({exc})") from None
+    known = {f.name for f in fields(RunConfig)}
+    # accept both the TOML spelling (snake_case) and the CLI spelling (dashes)
+    values = {key.replace("-", "_"): value for key, value in raw.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UsageError(f"{path}: unknown option(s) {', '.join(unknown)}")
+    for name in values:
+        if name in _PATH_FIELDS and values[name] is not None:
+            values[name] = Path(values[name])
+        if name in _LIST_FIELDS and not isinstance(values[name], list):
+            values[name] = [values[name]]
+    return values
+
+
+def build_config(cli_values: dict[str, Any], file_values: dict[str, Any] | None = None) -> RunConfig:
+    """Merge defaults < config file < command line (only options given on the command line count)."""
+    merged = dict(file_values or {})
+    merged.update({k: v for k, v in cli_values.items() if v is not None})
+    try:
+        return RunConfig(**merged)
+    except TypeError as exc:
+        raise UsageError(f"invalid configuration: {exc}") from None
+
+
+def write_config_toml(config: RunConfig, path: Path) -> None:
+    """Save the resolved configuration as TOML (atomically)."""
+    from .bids.derivatives import atomic_write_bytes
+
+    atomic_write_bytes(path, tomli_w.dumps(config.to_toml_dict()).encode())
+
+
+def seed_everything(seed: int) -> None:
+    """One seed for python, numpy and torch, so that a run is reproducible."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    try:
+        import torch
+    except ImportError:  # torch is a dependency, but seeding must not be what breaks without it
+        return
+    torch.manual_seed(seed)
+
+
+def replace(config: RunConfig, **changes: Any) -> RunConfig:
+    return dataclasses.replace(config, **changes)
