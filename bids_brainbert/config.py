@@ -19,9 +19,9 @@ import numpy as np
 import tomli_w
 
 from .errors import UsageError
+from .preprocessing.referencing import REFERENCE_SCHEMES
 
 SPECTROGRAM_KINDS = ("superlet", "stft")
-REFERENCE_SCHEMES = ("auto", "laplacian", "car", "bipolar", "none")
 
 
 @dataclass
@@ -53,7 +53,7 @@ class RunConfig:
     # preprocessing
     line_noise: bool = True
     line_noise_quality: float = 30.0
-    line_noise_max_hz: float | None = None
+    line_noise_max_hz: float = 360.0          # highest harmonic notched (BrainBERT: 360 Hz)
     reference: str = "auto"
     laplacian_min_neighbours: int = 2
     sampling_rate: float = 2048.0            # Hz; 0 keeps each recording's own rate ('native')

@@ -72,7 +72,7 @@ def test_participant_level_writes_complete_derivatives(demo_derivatives):
         assert sidecar["Sources"] == [f"bids:raw:{recording.relative_path}"]
         assert sidecar["DataSha256"] == sha256_of_file(data_path)
         assert sidecar["RandomSeed"] == 7 and sidecar["SoftwareVersion"] == __version__
-        assert sidecar["Preprocessing"]["Resampling"]["SamplingFrequency"] == 2048
+        assert sidecar["Preprocessing"]["Resampling"]["sfreq_hz"] == 2048
         assert np.isfinite(data).all() and (np.asarray(data) >= 0).all()
         # bad channels and non-iEEG channels never reach the derivative
         bads = truth.bad_channels.get(recording.subject, [])
@@ -256,8 +256,8 @@ def test_options_are_applied_and_recorded(demo_dataset, tmp_path):
     sidecar = json.loads(sidecar_path.read_text())
     assert sidecar["Transform"]["Kind"] == "stft" and sidecar["RandomSeed"] == 3
     assert sidecar["Preprocessing"]["Reference"]["scheme"] == "car"
-    assert sidecar["Preprocessing"]["LineNoise"]["Applied"] is False
-    assert sidecar["Preprocessing"]["Resampling"]["Applied"] is False
+    assert sidecar["Preprocessing"]["LineNoise"]["applied"] is False
+    assert sidecar["Preprocessing"]["Resampling"]["applied"] is False
     raw_json = json.loads(recording.path.with_name(f"{recording.stem_entities}_ieeg.json").read_text())
     assert sidecar["SignalSamplingFrequency"] == raw_json["SamplingFrequency"]
     toml_text = next(out.rglob("bids-brainbert.toml")).read_text()
@@ -308,7 +308,7 @@ def test_real_gripforce_recording(tmp_path, capsys):
     assert sum(channels["type"] == "ECOG") == 6
     sidecar = json.loads(next(out.rglob("*_desc-superlet_spectrogram.json")).read_text())
     assert sidecar["Preprocessing"]["InputSamplingFrequency"] == 1000
-    assert sidecar["Preprocessing"]["LineNoise"]["NotchFrequenciesHz"][:2] == [60.0, 120.0]
+    assert sidecar["Preprocessing"]["LineNoise"]["notch_freqs_hz"] == [60.0, 120.0, 180.0, 240.0, 300.0, 360.0]
     data = np.load(next(out.rglob("*_spectrogram.npy")))
     assert data.shape[1] == int(np.ceil(19 * 2048 / 50)) and np.isfinite(data).all()
     # µV input was converted to volts: ECoG magnitudes are microvolt-scale, not hundreds

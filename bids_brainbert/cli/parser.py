@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from .. import __version__
-from ..config import REFERENCE_SCHEMES, SPECTROGRAM_KINDS
+from ..config import REFERENCE_SCHEMES, SPECTROGRAM_KINDS  # noqa: F401 (re-exported for the parser)
 from ..errors import UsageError
 
 ANALYSIS_LEVELS = ("participant", "group")
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not notch PowerLineFrequency and its harmonics")
     pre.add_argument("--line-noise-quality", type=_positive_float, metavar="Q", help="notch quality factor (30)")
     pre.add_argument("--line-noise-max-hz", type=_positive_float, metavar="HZ",
-                     help="highest harmonic notched (default: all below Nyquist)")
+                     help="highest harmonic notched in Hz (360, as BrainBERT)")
     pre.add_argument("--reference", choices=REFERENCE_SCHEMES,
                      help="re-reference: auto = shaft Laplacian for sEEG/DBS, common average per group for ECoG")
     pre.add_argument("--laplacian-min-neighbours", type=int, choices=(1, 2),

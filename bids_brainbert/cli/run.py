@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -138,7 +140,16 @@ def run_demo(argv: list[str]) -> int:
     rawdata = out / "rawdata"
     if not (rawdata / "dataset_description.json").exists():
         LOGGER.info("writing the simulated example dataset to %s", rawdata)
-        write_demo_dataset(rawdata, seed=args.random_seed, small=args.small)
+        if rawdata.exists():
+            raise UsageError(f"{rawdata}: exists but holds no dataset; remove it or choose another OUTPUT_DIR")
+        out.mkdir(parents=True, exist_ok=True)
+        # written beside its final place and renamed, so an interrupted demo never leaves half a dataset
+        staging = Path(tempfile.mkdtemp(prefix=".rawdata.tmp-", dir=out))
+        try:
+            write_demo_dataset(staging, seed=args.random_seed, small=args.small)
+            os.replace(staging, rawdata)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     if args.dataset_only:
         return EXIT_OK
     derivatives = out / "derivatives" / "bids-brainbert"

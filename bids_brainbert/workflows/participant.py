@@ -29,7 +29,8 @@ from ..bids.discovery import Recording
 from ..config import RunConfig, seed_everything
 from ..errors import BidsBrainbertError, RecordingError
 from ..io.loading import LoadedRecording, load_recording
-from ..preprocessing import apply_reference, line_noise_description, remove_line_noise, resample_signal
+from ..preprocessing import (apply_reference, line_noise_description, remove_line_noise, resample_signal,
+                             resampling_description)
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
 
 LOGGER = logging.getLogger("bids_brainbert")
@@ -119,14 +120,12 @@ def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording)
     data = loaded.data
     description: dict = {"InputSamplingFrequency": loaded.sfreq}
     if config.line_noise and loaded.line_freq:
-        data = remove_line_noise(data, loaded.sfreq, loaded.line_freq,
-                                 harmonics_up_to_hz=config.line_noise_max_hz, quality=config.line_noise_quality)
-        description["LineNoise"] = line_noise_description(loaded.sfreq, loaded.line_freq,
-                                                          harmonics_up_to_hz=config.line_noise_max_hz,
-                                                          quality=config.line_noise_quality)
+        notch = {"harmonics_up_to_hz": config.line_noise_max_hz, "quality": config.line_noise_quality}
+        data = remove_line_noise(data, loaded.sfreq, loaded.line_freq, **notch)
+        description["LineNoise"] = line_noise_description(loaded.sfreq, loaded.line_freq, **notch)
     else:
         reason = "disabled (--no-line-noise)" if not config.line_noise else "no PowerLineFrequency in *_ieeg.json"
-        description["LineNoise"] = {"Applied": False, "Reason": reason}
+        description["LineNoise"] = {"applied": False, "reason": reason}
         if config.line_noise:
             LOGGER.warning("%s: line noise not removed: %s", recording.relative_path, reason)
     referenced = apply_reference(data, loaded.ch_names, loaded.ch_types, config.reference,
@@ -137,8 +136,9 @@ def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording)
         raise RecordingError(f"{recording.path}: no channel left after '{config.reference}' re-referencing "
                              f"(try --reference car or --laplacian-min-neighbours 1)")
     description["Reference"] = referenced.description
-    signal, sfreq = resample_signal(referenced.data, loaded.sfreq, config.sampling_rate or None)
-    description["Resampling"] = {"Applied": sfreq != loaded.sfreq, "SamplingFrequency": sfreq}
+    target = config.sampling_rate or None  # 0 = keep the recording's own rate
+    signal, sfreq = resample_signal(referenced.data, loaded.sfreq, target)
+    description["Resampling"] = resampling_description(loaded.sfreq, target)
     channels = channel_table(loaded, referenced)
     return signal, sfreq, channels, description
 

@@ -1,0 +1,513 @@
+"""Saving and loading models: our safetensors format, and the published BrainBERT ``.pth`` checkpoint.
+
+Our checkpoint is a directory::
+
+    model.safetensors        weights (no pickle); its header metadata repeats the model config
+    config.json              {"format", "format_version", "model": ModelConfig, "weights_sha256", "training",
+                              "software"}
+    model_card.md            human summary: data, steps, losses, software versions, weights sha256
+    training_state.safetensors + training_state.json
+                             only in resumable checkpoints: optimizer tensors, RNG states, loss history /
+                             step, scheduler, optimizer hyper-parameters (JSON, no pickle)
+
+Every file is written under a temporary name in the target folder and renamed into place.
+
+The published checkpoint ``stft_large_pretrained.pth`` is a torch pickle of ``{"model": state_dict,
+"model_cfg": OmegaConf DictConfig, "optim": ..., "scheduler": ...}``. It is read with ``weights_only=True``;
+an OmegaConf config is accepted only through an explicit allow-list of omegaconf classes (when omegaconf is
+installed), otherwise the loader stops with a one-line message saying how to convert the file. Nothing is ever
+unpickled without the weights-only restrictions.
+
+Errors about checkpoint files raise :class:`CheckpointError` (exit code 65, EX_DATAERR from sysexits.h:
+the input file is malformed), a :class:`~bids_brainbert.errors.BidsBrainbertError` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import pickle
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from ..errors import BidsBrainbertError
+from .encoder import BrainBertPretrainModel, ModelConfig, count_parameters, sinusoidal_positions
+
+EXIT_CHECKPOINT = 65
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "model_card.md"
+STATE_TENSORS_NAME = "training_state.safetensors"
+STATE_JSON_NAME = "training_state.json"
+FORMAT = "bids-brainbert-model"
+FORMAT_VERSION = 1
+
+PUBLISHED_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+
+
+class CheckpointError(BidsBrainbertError):
+    """A checkpoint file is missing, corrupt, of the wrong shape or unsafe to load (exit code 65)."""
+
+    exit_code = EXIT_CHECKPOINT
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def software_versions() -> dict[str, str]:
+    import numpy
+    import safetensors
+
+    return {"bids_brainbert": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "safetensors": safetensors.__version__, "python": platform.python_version()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()   # numpy arrays and scalars
+    return value
+
+
+# ------------------------------------------------------------------------------------------ our format: save
+def save_checkpoint(directory: str | os.PathLike, model: BrainBertPretrainModel, config: ModelConfig | None = None,
+                    extra: Mapping[str, Any] | None = None, *, optimizer: torch.optim.Optimizer | None = None,
+                    training_state: Mapping[str, Any] | None = None,
+                    training_tensors: Mapping[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model`` to ``directory`` (created if needed) and return the directory.
+
+    ``extra``: JSON-serialisable training summary stored under "training" in config.json and rendered in the
+    model card; keys the card knows: train_files, val_files, n_train_windows, n_val_windows, hours, steps,
+    final_train_loss, final_val_loss, optimizer, lr, batch_size, seed, world_size.
+    ``optimizer`` (+ ``training_state`` JSON mapping, ``training_tensors``) makes the checkpoint resumable:
+    see :func:`load_training_state`.
+    """
+    directory = Path(directory)
+    model = getattr(model, "module", model)   # unwrap DistributedDataParallel
+    config = config or model.config
+    directory.mkdir(parents=True, exist_ok=True)
+    weights_path = directory / WEIGHTS_NAME
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+              "model_config": json.dumps(config.to_dict(), sort_keys=True)}
+    _atomic_write(weights_path, lambda tmp: save_file(state, str(tmp), metadata=header))
+    sha = weights_sha256(weights_path)
+    summary = _jsonable(dict(extra or {}))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": config.to_dict(),
+        "n_parameters": count_parameters(model),
+        "weights_file": WEIGHTS_NAME,
+        "weights_sha256": sha,
+        "training": summary,
+        "software": software_versions(),
+    }
+    _atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    _atomic_write_text(directory / CARD_NAME, model_card(meta))
+    if optimizer is not None:
+        save_training_state(directory, optimizer, training_state or {}, training_tensors or {})
+    return directory
+
+
+def model_card(meta: Mapping[str, Any]) -> str:
+    """Markdown summary of a checkpoint's config.json contents."""
+    training = dict(meta.get("training") or {})
+    cfg = meta["model"]
+    lines = [
+        "# BrainBERT-style model (bids-brainbert)",
+        "",
+        "Self-supervised masked-spectrogram transformer for intracranial EEG, trained with bids-brainbert.",
+        "",
+        "## Model",
+        "",
+        f"- layers: {cfg['n_layers']}, width: {cfg['d_model']}, heads: {cfg['n_heads']}, "
+        f"feed-forward: {cfg['d_ff']}, input frequencies: {cfg['n_freqs']}",
+        f"- parameters: {meta.get('n_parameters', 'unknown')}",
+        f"- weights: `{meta.get('weights_file', WEIGHTS_NAME)}`, sha256 `{meta['weights_sha256']}`",
+        "",
+        "## Training",
+        "",
+    ]
+    known = ("steps", "final_train_loss", "final_val_loss", "optimizer", "lr", "batch_size", "seed",
+             "world_size", "n_train_windows", "n_val_windows", "hours")
+    for key in known:
+        if key in training:
+            lines.append(f"- {key.replace('_', ' ')}: {training[key]}")
+    for key, label in (("train_files", "Training data"), ("val_files", "Validation data")):
+        files = training.get(key)
+        if files:
+            lines += ["", f"### {label} ({len(files)} files)", ""]
+            lines += [f"- `{Path(str(f)).name}`" for f in files[:50]]
+            if len(files) > 50:
+                lines.append(f"- ... and {len(files) - 50} more (see config.json)")
+    others = {k: v for k, v in training.items() if k not in known and k not in ("train_files", "val_files")}
+    if others:
+        lines += ["", "### Other settings", "", "```json", json.dumps(others, indent=2, sort_keys=True), "```"]
+    lines += ["", "## Software", ""]
+    lines += [f"- {name}: {version}" for name, version in sorted((meta.get("software") or {}).items())]
+    return "\n".join(lines) + "\n"
+
+
+def save_training_state(directory: str | os.PathLike, optimizer: torch.optim.Optimizer,
+                        state: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> None:
+    """Optimizer state + caller's resume state: tensors in safetensors, the rest in JSON (no pickle)."""
+    directory = Path(directory)
+    opt_state = optimizer.state_dict()
+    flat: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, param_state in opt_state["state"].items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                flat[f"optimizer.{param_id}.{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars.setdefault(str(param_id), {})[key] = _jsonable(value)
+    for key, value in tensors.items():
+        flat[f"extra.{key}"] = value.detach().to("cpu").contiguous()
+    doc = {"optimizer": {"class": type(optimizer).__name__, "param_groups": _jsonable(opt_state["param_groups"]),
+                         "scalars": scalars},
+           "state": _jsonable(dict(state))}
+    _atomic_write(directory / STATE_TENSORS_NAME, lambda tmp: save_file(flat, str(tmp)))
+    _atomic_write_text(directory / STATE_JSON_NAME, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+def load_training_state(directory: str | os.PathLike, optimizer: torch.optim.Optimizer | None = None
+                        ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read what :func:`save_training_state` wrote; load the optimizer part into ``optimizer`` if given.
+
+    Returns (JSON state, extra tensors).
+    """
+    directory = Path(directory)
+    json_path, tensor_path = directory / STATE_JSON_NAME, directory / STATE_TENSORS_NAME
+    try:
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+        flat = load_file(str(tensor_path))
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{directory}: not a resumable checkpoint ({Path(exc.filename).name} missing)") \
+            from None
+    except (json.JSONDecodeError, SafetensorError, OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{directory}: unreadable training state: {exc}") from None
+    extra = {k[len("extra."):]: v for k, v in flat.items() if k.startswith("extra.")}
+    if optimizer is not None:
+        opt_doc = doc.get("optimizer") or {}
+        if opt_doc.get("class") != type(optimizer).__name__:
+            raise CheckpointError(f"{json_path}: optimizer {opt_doc.get('class')!r} was saved, "
+                                  f"{type(optimizer).__name__!r} is configured")
+        per_param: dict[int, dict[str, Any]] = {}
+        for key, value in flat.items():
+            if key.startswith("optimizer."):
+                _, param_id, name = key.split(".", 2)
+                per_param.setdefault(int(param_id), {})[name] = value
+        for param_id, values in (opt_doc.get("scalars") or {}).items():
+            per_param.setdefault(int(param_id), {}).update(values)
+        groups = []
+        for group in opt_doc["param_groups"]:
+            group = dict(group)
+            if isinstance(group.get("betas"), list):
+                group["betas"] = tuple(group["betas"])
+            groups.append(group)
+        try:
+            optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"{directory}: optimizer state does not fit this model: {exc}") from None
+    return dict(doc.get("state") or {}), extra
+
+
+# ------------------------------------------------------------------------------------------ our format: load
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", verify: bool = True
+                    ) -> tuple[BrainBertPretrainModel, ModelConfig, dict[str, Any]]:
+    """Load a model: our checkpoint directory, its ``model.safetensors``, or a published ``.pth`` file.
+
+    Returns (model in eval mode on ``device``, its ModelConfig, metadata: the parsed config.json, or for a
+    published file ``{"format": "brainbert-published", "source": path, "model_cfg": {...}}``).
+    With ``verify`` the weights' SHA-256 must match the one recorded in config.json.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in PUBLISHED_SUFFIXES:
+        model, meta = _load_published(path)
+        return model.to(device).eval(), model.config, meta
+    if path.is_dir():
+        weights_path, config_path = path / WEIGHTS_NAME, path / CONFIG_NAME
+    else:
+        weights_path, config_path = path, path.parent / CONFIG_NAME
+    if not weights_path.is_file():
+        raise CheckpointError(f"{weights_path}: no such checkpoint file")
+    meta: dict[str, Any] = {}
+    if config_path.is_file():
+        try:
+            meta = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{config_path}: not a {FORMAT} config (format={meta.get('format')!r})")
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise CheckpointError(f"{config_path}: format version {meta.get('format_version')} is newer than "
+                                  f"this bids-brainbert ({FORMAT_VERSION}); upgrade bids-brainbert")
+        if verify and meta.get("weights_sha256") and weights_sha256(weights_path) != meta["weights_sha256"]:
+            raise CheckpointError(f"{weights_path}: SHA-256 differs from the one in {config_path.name}: the "
+                                  f"weights file is corrupt or was replaced")
+    try:
+        state = load_file(str(weights_path))
+        if not meta:
+            from safetensors import safe_open
+
+            with safe_open(str(weights_path), framework="pt") as handle:
+                header = handle.metadata() or {}
+            if "model_config" not in header:
+                raise CheckpointError(f"{weights_path}: no config.json beside it and no model config in its header")
+            meta = {"format": FORMAT, "model": json.loads(header["model_config"])}
+    except SafetensorError as exc:
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, BidsBrainbertError) as exc:
+        raise CheckpointError(f"{config_path}: invalid model config ({exc})") from None
+    model = BrainBertPretrainModel(config)
+    _load_state_strict(model, state, weights_path)
+    return model.to(device).eval(), config, meta
+
+
+def _load_state_strict(model: BrainBertPretrainModel, state: Mapping[str, torch.Tensor], source: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{source}: weights do not match the model config: {'; '.join(parts)}")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"{source}: tensor {key} has shape {tuple(tensor.shape)}, the model config "
+                                  f"expects {tuple(expected[key].shape)}")
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{source}: tensor {key} has dtype {tensor.dtype}, expected floating point")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+
+# -------------------------------------------------------------------------------------- the published format
+# Allowed in a published checkpoint besides what weights_only accepts by default: the config objects of
+# OmegaConf (the original stores its model config as a DictConfig) and the helpers their pickles reference.
+_EXTRA_SAFE_GLOBALS = frozenset({
+    "typing.Any", "builtins.dict", "builtins.list", "builtins.tuple", "builtins.set", "builtins.int",
+    "builtins.float", "builtins.str", "builtins.bool", "collections.defaultdict", "collections.OrderedDict",
+})
+_CONVERT_HINT = ("install omegaconf (pip install omegaconf) to load it as is, or convert it once, for a file "
+                 "you trust: python -c \"import torch; from omegaconf import OmegaConf; s = torch.load('IN.pth', "
+                 "weights_only=False); torch.save({'model': s['model'], 'model_cfg': "
+                 "OmegaConf.to_container(s['model_cfg'])}, 'OUT.pth')\"")
+
+
+def _resolve_global(full_name: str) -> Any:
+    module_name, _, attr = full_name.rpartition(".")
+    # Class names may be nested (Outer.Inner): import the longest importable module prefix.
+    parts = full_name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(f"cannot import {module_name} for {attr}")
+
+
+def _torch_load_published(path: Path) -> Any:
+    def load(**kwargs: Any) -> Any:
+        return torch.load(str(path), map_location="cpu", weights_only=True, **kwargs)
+
+    try:
+        return load()
+    except pickle.UnpicklingError as first_error:
+        try:
+            needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be inspected: report the first error
+            raise CheckpointError(f"{path}: cannot be loaded safely ({str(first_error).splitlines()[0]})") \
+                from None
+        foreign = [g for g in needed if not (g.startswith("omegaconf.") or g in _EXTRA_SAFE_GLOBALS)]
+        if foreign:
+            raise CheckpointError(f"{path}: refusing to unpickle objects other than tensors and configuration "
+                                  f"({', '.join(sorted(foreign)[:5])})")
+        if not any(g.startswith("omegaconf.") for g in needed):
+            raise CheckpointError(f"{path}: cannot be loaded safely ({str(first_error).splitlines()[0]})") \
+                from None
+        try:
+            importlib.import_module("omegaconf")
+            allowed = [_resolve_global(g) for g in needed]
+        except (ImportError, AttributeError):
+            raise CheckpointError(f"{path}: its model_cfg is an OmegaConf object; {_CONVERT_HINT}") from None
+        with torch.serialization.safe_globals(allowed):
+            try:
+                return load()
+            except pickle.UnpicklingError as exc:
+                raise CheckpointError(f"{path}: cannot be loaded safely ({str(exc).splitlines()[0]})") from None
+
+
+def _plain_model_cfg(cfg: Any, path: Path) -> dict[str, Any]:
+    if cfg is None:
+        return {}
+    if type(cfg).__module__.split(".")[0] == "omegaconf":
+        omegaconf = importlib.import_module("omegaconf")
+        cfg = omegaconf.OmegaConf.to_container(cfg, resolve=True)
+    if isinstance(cfg, Mapping):
+        return {str(k): v for k, v in cfg.items()}
+    raise CheckpointError(f"{path}: model_cfg is a {type(cfg).__name__}, expected a mapping")
+
+
+def published_model_config(model_cfg: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor],
+                           source: str | os.PathLike = "checkpoint") -> ModelConfig:
+    """Our ModelConfig for a published (model_cfg, state_dict), checking one against the other.
+
+    The published keys are hidden_dim, nhead, layer_dim_feedforward, layer_activation, encoder_num_layers and
+    input_dim; missing ones are read off the tensor shapes (the head count, which shapes cannot tell, defaults
+    to 12 as in every released size).
+    """
+    try:
+        d_model, n_freqs = state_dict["input_encoding.in_proj.weight"].shape
+        d_ff = state_dict["transformer.layers.0.linear1.weight"].shape[0]
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{source}: not a BrainBERT state dict (no input_encoding.in_proj.weight or "
+                              f"transformer.layers.0.linear1.weight of the expected rank)") from None
+    layer_ids = {int(k.split(".")[2]) for k in state_dict if k.startswith("transformer.layers.")}
+    n_layers = max(layer_ids) + 1
+    inferred = {"hidden_dim": int(d_model), "input_dim": int(n_freqs), "layer_dim_feedforward": int(d_ff),
+                "encoder_num_layers": int(n_layers)}
+    for key, value in inferred.items():
+        if key in model_cfg and int(model_cfg[key]) != value:
+            raise CheckpointError(f"{source}: model_cfg says {key}={model_cfg[key]} but the weights have {value}")
+    activation = str(model_cfg.get("layer_activation", "gelu"))
+    try:
+        return ModelConfig(n_freqs=int(n_freqs), d_model=int(d_model), n_layers=int(n_layers),
+                           n_heads=int(model_cfg.get("nhead", 12)), d_ff=int(d_ff), dropout=0.1,
+                           activation=activation)
+    except BidsBrainbertError as exc:
+        raise CheckpointError(f"{source}: unusable model_cfg ({exc})") from None
+
+
+_PREFIX_MAP = (
+    ("input_encoding.in_proj.", "encoder.input_proj."),
+    ("input_encoding.layer_norm.", "encoder.input_norm."),
+    ("transformer.layers.", "encoder.layers."),
+    ("spec_prediction_head.hidden_layer.", "head.dense."),
+    ("spec_prediction_head.layer_norm.", "head.norm."),
+    ("spec_prediction_head.output.", "head.out."),
+)
+_PUBLISHED_POSITIONS = "input_encoding.positional_encoding.pe"
+
+
+def published_state_dict_to_ours(state_dict: Mapping[str, torch.Tensor], config: ModelConfig,
+                                 source: str | os.PathLike = "checkpoint") -> dict[str, torch.Tensor]:
+    """Rename the published module's tensors onto :class:`BrainBertPretrainModel`'s (shapes unchanged).
+
+    The published positional table (a saved buffer) is checked against ours, which is computed, not loaded
+    (to 2e-3: float32 rounding of the phase reaches a few 1e-4 near position 5000).
+    """
+    ours: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, tensor in state_dict.items():
+        key = key[len("module."):] if key.startswith("module.") else key
+        if key == _PUBLISHED_POSITIONS:
+            table = tensor.reshape(-1, tensor.shape[-1])
+            n = min(table.shape[0], config.max_frames)
+            if table.shape[-1] != config.d_model or not torch.allclose(
+                    table[:n].float(), sinusoidal_positions(n, config.d_model), atol=2e-3):
+                raise CheckpointError(f"{source}: its positional table differs from the sinusoidal one")
+            continue
+        for old, new in _PREFIX_MAP:
+            if key.startswith(old):
+                ours[new + key[len(old):]] = tensor
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f"{source}: unexpected tensors for a BrainBERT model, e.g. {unknown[0]}")
+    return ours
+
+
+def _load_published(path: Path) -> tuple[BrainBertPretrainModel, dict[str, Any]]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        blob = _torch_load_published(path)
+    except CheckpointError:
+        raise
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({first})") from None
+    if isinstance(blob, Mapping) and "model" in blob:
+        state_dict, model_cfg = blob["model"], _plain_model_cfg(blob.get("model_cfg"), path)
+    elif isinstance(blob, Mapping) and all(isinstance(v, torch.Tensor) for v in blob.values()):
+        state_dict, model_cfg = blob, {}
+    else:
+        raise CheckpointError(f"{path}: expected a dict with a 'model' state dict (the published layout)")
+    if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"{path}: its 'model' entry is not a state dict of tensors")
+    state_dict = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+    config = published_model_config(model_cfg, state_dict, path)
+    model = BrainBertPretrainModel(config)
+    _load_state_strict(model, published_state_dict_to_ours(state_dict, config, path), path)
+    meta = {"format": "brainbert-published", "source": str(path), "model_cfg": _jsonable(model_cfg),
+            "model": config.to_dict(), "weights_sha256": weights_sha256(path)}
+    return model, meta
+
+
+def load_published_checkpoint(path: str | os.PathLike) -> BrainBertPretrainModel:
+    """The published BrainBERT checkpoint (e.g. ``stft_large_pretrained.pth``) as our pretraining model.
+
+    The result is in eval mode on the CPU and gives the published model's outputs (encoder and head).
+    Raises :class:`CheckpointError` naming the file for corrupt, foreign, unsafe or wrongly shaped files.
+    """
+    model, _ = _load_published(Path(path))
+    return model.eval()
+
+
+__all__ = [
+    "CheckpointError", "EXIT_CHECKPOINT", "load_checkpoint", "load_published_checkpoint", "load_training_state",
+    "model_card", "published_model_config", "published_state_dict_to_ours", "save_checkpoint",
+    "save_training_state", "software_versions", "weights_sha256",
+]
