@@ -19,7 +19,7 @@ import numpy as np
 import tomli_w
 
 from .errors import UsageError
-from .preprocessing.referencing import REFERENCE_SCHEMES
+from .preprocessing.referencing import REFERENCE_SCHEMES  # noqa: F401 (choices for the parser)
 
 SPECTROGRAM_KINDS = ("superlet", "stft")
 
@@ -71,6 +71,31 @@ class RunConfig:
     stft_noverlap: int = 350
     stft_n_bins: int = 40
     channel_batch_size: int = 16
+
+    # model and embeddings
+    model: Path | None = None                 # checkpoint for embeddings (default: the group model, if trained)
+    model_label: str = "brainbert"            # desc label of the model folder and embedding files
+    embedding_layer: int = -1
+    embedding_pooling: str = "middle"
+    embedding_middle_frames: int = 10
+    embedding_window_s: float = 5.0
+    embedding_stride_s: float = 0.0           # 0 = the window length (non-overlapping)
+    embedding_batch_size: int = 64
+    device: str = "auto"
+
+    # group-level pretraining
+    init_model: Path | None = None
+    model_size: str = "small"
+    train_steps: int = 2000
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    optimizer: str = "adamw"
+    mask_probability: float = 0.05
+    train_window_s: float = 5.0
+    validation_split: str = "run"
+    validation_fraction: float = 0.1
+    holdout_participant_label: list[str] = field(default_factory=list)
+    checkpoint_every: int = 500
 
     def to_toml_dict(self) -> dict[str, Any]:
         """A TOML-serialisable dict (None values dropped, paths as strings)."""

@@ -11,7 +11,7 @@ EXIT_PROCESSING_FAILURE = 1
 EXIT_INVALID_DATASET = 16
 EXIT_BAD_ANALYSIS_LEVEL = 17
 EXIT_EMPTY_SELECTION = 18
-EXIT_NOT_AVAILABLE = 19
+EXIT_CHECKPOINT = 65
 EXIT_USAGE = 64
 
 
@@ -37,11 +37,13 @@ class EmptySelectionError(BidsBrainbertError):
     exit_code = EXIT_EMPTY_SELECTION
 
 
-class NotAvailableError(BidsBrainbertError):
-    exit_code = EXIT_NOT_AVAILABLE
-
-
 class RecordingError(BidsBrainbertError):
     """A single recording cannot be processed; the run goes on with the others."""
 
     exit_code = EXIT_PROCESSING_FAILURE
+
+
+class CheckpointError(BidsBrainbertError):
+    """A checkpoint file is missing, corrupt, of the wrong shape or unsafe to load."""
+
+    exit_code = EXIT_CHECKPOINT

@@ -25,15 +25,16 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..errors import UsageError
+from ..errors import RecordingError, UsageError
 from .discovery import Recording
 
 APP_NAME = "bids-brainbert"
 CODE_URL = "https://github.com/bids-brainbert/bids-brainbert"
 BIDS_VERSION = "1.10.0"
 # BIDS has no suffix for these: the validator is told to ignore them (REFERENCE §2).
+# (directory patterns without a trailing slash: the validator does not match "dir/")
 BIDSIGNORE_PATTERNS = ("*_spectrogram.npy", "*_spectrogram.json", "*_embeddings.npy", "*_embeddings.json",
-                       "*_desc-*_channels.tsv", "sub-*/log/", "logs/", "*.html", "models/", "figures/")
+                       "*_embeddings.tsv", "sub-*/log", "*.html", "models", "figures")
 TMP_MARK = ".tmp-"
 
 
@@ -45,6 +46,7 @@ def spectrogram_paths(output_dir: Path, recording: Recording, kind: str) -> dict
         "data": folder / f"{base}_spectrogram.npy",
         "sidecar": folder / f"{base}_spectrogram.json",
         "channels": folder / f"{base}_channels.tsv",
+        "channels_sidecar": folder / f"{base}_channels.json",
     }
 
 
@@ -160,6 +162,15 @@ def write_dataset_files(output_dir: Path, bids_dir: Path, source_description: di
     missing = [p for p in BIDSIGNORE_PATTERNS if p not in existing]
     if missing:
         atomic_write_bytes(ignore_path, ("\n".join(existing + missing) + "\n").encode())
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecordingError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordingError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _read_json_or_none(path: Path) -> Any:

@@ -104,6 +104,35 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("--stft-noverlap", type=int, metavar="N", help="STFT window overlap in samples (350)")
     spec.add_argument("--stft-n-bins", type=_positive_int, metavar="N", help="STFT bins kept from 0 Hz (40)")
     spec.add_argument("--channel-batch-size", type=_positive_int, metavar="N", help="channels transformed at once")
+
+    model = parser.add_argument_group("model and embeddings")
+    model.add_argument("--model", type=Path, metavar="PATH",
+                       help="checkpoint for embeddings: our checkpoint folder/.safetensors or the published .pth "
+                            "(default: the group model in OUTPUT_DIR/models, if trained)")
+    model.add_argument("--model-label", metavar="LABEL", help="desc label of the model and its embeddings (brainbert)")
+    model.add_argument("--embedding-layer", type=int, metavar="I", help="-1 last layer, 0 input stage, i layer i")
+    model.add_argument("--embedding-pooling", choices=("middle", "mean"),
+                       help="middle: mean of the middle frames (BrainBERT); mean: all frames")
+    model.add_argument("--embedding-middle-frames", type=_positive_int, metavar="K", help="frames for middle pooling (10)")
+    model.add_argument("--embedding-window-s", type=_positive_float, metavar="S", help="window length in seconds (5)")
+    model.add_argument("--embedding-stride-s", type=_positive_float, metavar="S", help="sliding-window step (= window)")
+    model.add_argument("--embedding-batch-size", type=_positive_int, metavar="N", help="windows per forward pass (64)")
+    model.add_argument("--device", metavar="DEV", help="auto (CUDA when available), cpu, cuda, cuda:N")
+
+    group = parser.add_argument_group("group level: pretraining")
+    group.add_argument("--init-model", type=Path, metavar="PATH", help="start pretraining from this checkpoint")
+    group.add_argument("--model-size", choices=("small", "base", "large"), help="encoder size (small; large = published)")
+    group.add_argument("--train-steps", type=_positive_int, metavar="N", help="optimizer steps (2000)")
+    group.add_argument("--batch-size", type=_positive_int, metavar="N", help="windows per step and process (64)")
+    group.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="peak learning rate (1e-4)")
+    group.add_argument("--optimizer", choices=("adamw", "lamb"), help="adamw, or lamb as published")
+    group.add_argument("--mask-probability", type=_positive_float, metavar="P", help="span start probability (0.05)")
+    group.add_argument("--train-window-s", type=_positive_float, metavar="S", help="pretraining window length (5)")
+    group.add_argument("--validation-split", choices=("run", "subject"), help="validation held out by run or subject")
+    group.add_argument("--validation-fraction", type=float, metavar="F", help="fraction held out for validation (0.1)")
+    group.add_argument("--holdout-participant-label", nargs="+", metavar="LABEL",
+                       help="subjects left out of pretraining (generalization); embeddings are still written")
+    group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (500)")
     return parser
 
 

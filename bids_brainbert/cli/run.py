@@ -17,7 +17,7 @@ from ..bids.discovery import Selection, check_dataset_root, expand_labels, read_
 from ..bids.validation import validate_dataset
 from ..config import RunConfig, build_config, read_config_file, replace, seed_everything, write_config_toml
 from ..errors import (EXIT_OK, EXIT_PROCESSING_FAILURE, BadAnalysisLevelError, BidsBrainbertError,
-                      NotAvailableError, UsageError)
+                      UsageError)
 from .parser import ANALYSIS_LEVELS, build_demo_parser, build_parser
 
 LOGGER = logging.getLogger("bids_brainbert")
@@ -60,7 +60,7 @@ def resolve(config: RunConfig) -> RunConfig:
                          "(the input dataset is never written to)")
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"{output_dir}: output path exists and is not a directory")
-    return replace(
+    resolved = replace(
         config, bids_dir=bids_dir, output_dir=output_dir,
         work_dir=Path(config.work_dir).absolute() if config.work_dir else None,
         bids_filter_file=Path(config.bids_filter_file).absolute() if config.bids_filter_file else None,
@@ -70,7 +70,17 @@ def resolve(config: RunConfig) -> RunConfig:
         session_label=_checked_labels(config.session_label, "ses", "--session-label"),
         task_label=_checked_labels(config.task_label, "task", "--task-label"),
         run=_checked_labels([str(r) for r in config.run], "run", "--run"),
+        holdout_participant_label=_checked_labels(config.holdout_participant_label, "sub",
+                                                  "--holdout-participant-label"),
+        model_label=_checked_labels([config.model_label], "desc", "--model-label")[0],
+        model=Path(config.model).absolute() if config.model else None,
+        init_model=Path(config.init_model).absolute() if config.init_model else None,
     )
+    if resolved.holdout_participant_label and resolved.model_label == RunConfig.model_label:
+        # a model pretrained without some subjects must not overwrite (or be mistaken for) the full one
+        resolved = replace(resolved, model_label=RunConfig.model_label + "Holdout" +
+                           "".join(resolved.holdout_participant_label))
+    return resolved
 
 
 def selection_of(config: RunConfig) -> Selection:
@@ -101,15 +111,22 @@ def run_app(argv: list[str]) -> int:
     if not config.skip_bids_validation:
         validate_dataset(config.bids_dir)
     recordings = select_recordings(config.bids_dir, selection_of(config))
-    if config.analysis_level == "group":
-        raise NotAvailableError("group level (BrainBERT pretraining and analyses) is not available in this version;"
-                                " run the participant level")
+    from ..workflows.embeddings import find_model
     from ..workflows.participant import run_participant_level, spectrogram_paths_for
 
+    model_source = find_model(config) if config.analysis_level == "participant" else None
+    if config.analysis_level == "group":
+        from ..workflows.group import training_files
+
+        training_files(config, recordings)  # fails before anything is written if the participant level is missing
     if config.dry_run:
         print(f"bids-brainbert would process {len(recordings)} recording(s) into {config.output_dir}:")
         for recording in recordings:
             print(f"  {recording.relative_path} -> {spectrogram_paths_for(config, recording)['data']}")
+        if config.analysis_level == "group":
+            print(f"  then pretrain a {config.model_size} model ({config.train_steps} steps) and embed every recording")
+        elif model_source is None:
+            print("  no model: spectrograms only (run the group level, or give --model, for embeddings)")
         return EXIT_OK
     check_output_writable(config.output_dir)
     deriv.write_dataset_files(config.output_dir, config.bids_dir, source_description)
@@ -117,8 +134,21 @@ def run_app(argv: list[str]) -> int:
     for subject in sorted({r.subject for r in recordings}):
         log_dir = deriv.ensure_inside(config.output_dir, config.output_dir / f"sub-{subject}" / "log" / run_id)
         write_config_toml(config, log_dir / "bids-brainbert.toml")
-    LOGGER.info("processing %d recording(s) with %d process(es); run %s", len(recordings), config.nprocs, run_id)
-    outcomes = run_participant_level(config, recordings, run_id)
+    if config.analysis_level == "group":
+        from ..workflows.group import run_group_level
+
+        outcomes = run_group_level(config, recordings)
+    else:
+        if model_source is None:
+            LOGGER.info("no model given and none trained in %s/models: writing spectrograms only (run the group "
+                        "level or pass --model PATH to get embeddings)", config.output_dir)
+        LOGGER.info("processing %d recording(s) with %d process(es); run %s", len(recordings), config.nprocs,
+                    run_id)
+        outcomes = run_participant_level(config, recordings, run_id, model_source)
+    return report_outcomes(outcomes)
+
+
+def report_outcomes(outcomes) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     for outcome in outcomes:
         LOGGER.info("%-8s %s (%.1f s)%s", outcome.status, outcome.recording, outcome.seconds,

@@ -20,7 +20,7 @@ import pandas as pd
 from ..bids.discovery import UNREADABLE_EXTENSIONS, Recording
 from ..errors import RecordingError
 
-LOGGER = logging.getLogger(__name__)
+LOGGER = logging.getLogger("bids_brainbert")
 ANALYSED_TYPES = ("seeg", "ecog")
 
 
@@ -36,7 +36,7 @@ class LoadedRecording:
     dropped: dict[str, str] = field(default_factory=dict)   # channel -> why it is not analysed
     electrodes: pd.DataFrame | None = None                    # electrodes.tsv rows, indexed by name
     electrodes_file: Path | None = None
-    coordsystem_file: Path | None = None
+    coordsystem: dict | None = None                           # coordsystem.json content
     events: pd.DataFrame | None = None                        # onset (s), duration (s), trial_type
 
     @property
@@ -129,6 +129,20 @@ def events_from_raw(raw: mne.io.BaseRaw) -> pd.DataFrame:
                          "trial_type": list(ann.description)})
 
 
+# iEEG lives in microvolts to a few millivolts; a median channel deviation above this means wrong units.
+IMPLAUSIBLE_AMPLITUDE_V = 0.01
+
+
+def warn_if_implausible_amplitude(recording: Recording, data: np.ndarray) -> float:
+    """Median over channels of the robust standard deviation (volts); warns when it cannot be iEEG in volts."""
+    deviation = 1.4826 * np.median(np.abs(data - np.median(data, axis=1, keepdims=True)), axis=1)
+    typical = float(np.median(deviation)) if deviation.size else 0.0
+    if typical > IMPLAUSIBLE_AMPLITUDE_V:
+        LOGGER.warning("%s: median channel amplitude %.3g V is implausible for iEEG (expected microvolts to "
+                       "millivolts): check the units in channels.tsv and the file header", recording.path, typical)
+    return typical
+
+
 def load_recording(recording: Recording, include_dbs: bool = False) -> LoadedRecording:
     """Load the analysed channels of a recording. Raises RecordingError with a one-line reason."""
     raw = read_raw(recording)
@@ -137,12 +151,17 @@ def load_recording(recording: Recording, include_dbs: bool = False) -> LoadedRec
         kinds = "SEEG/ECOG" + ("/DBS" if include_dbs else "")
         raise RecordingError(f"{recording.path}: no usable {kinds} channel (all other types or marked bad)")
     picked = raw.copy().pick(keep)
-    data = picked.get_data(units="V").astype(np.float64, copy=False)
+    data = picked.get_data().astype(np.float64, copy=False)  # MNE stores SI units: volts
+    warn_if_implausible_amplitude(recording, data)
     electrodes_file = find_electrodes_file(recording)
     coordsystem = None
     if electrodes_file is not None:
         candidate = electrodes_file.with_name(electrodes_file.name.replace("_electrodes.tsv", "_coordsystem.json"))
-        coordsystem = candidate if candidate.exists() else None
+        if candidate.exists():
+            try:
+                coordsystem = json.loads(candidate.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                LOGGER.warning("%s: not valid JSON, coordinate system not recorded", candidate)
     return LoadedRecording(
         data=data,
         sfreq=float(raw.info["sfreq"]),
@@ -152,6 +171,6 @@ def load_recording(recording: Recording, include_dbs: bool = False) -> LoadedRec
         dropped=dropped,
         electrodes=read_electrodes(electrodes_file),
         electrodes_file=electrodes_file,
-        coordsystem_file=coordsystem,
+        coordsystem=coordsystem,
         events=events_from_raw(raw),
     )

@@ -39,10 +39,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from ..errors import BidsBrainbertError
+from ..errors import EXIT_CHECKPOINT, BidsBrainbertError, CheckpointError
 from .encoder import BrainBertPretrainModel, ModelConfig, count_parameters, sinusoidal_positions
-
-EXIT_CHECKPOINT = 65
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -53,12 +51,6 @@ FORMAT = "bids-brainbert-model"
 FORMAT_VERSION = 1
 
 PUBLISHED_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
-
-
-class CheckpointError(BidsBrainbertError):
-    """A checkpoint file is missing, corrupt, of the wrong shape or unsafe to load (exit code 65)."""
-
-    exit_code = EXIT_CHECKPOINT
 
 
 # --------------------------------------------------------------------------------------------------- helpers

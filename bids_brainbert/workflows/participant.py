@@ -32,6 +32,7 @@ from ..io.loading import LoadedRecording, load_recording
 from ..preprocessing import (apply_reference, line_noise_description, remove_line_noise, resample_signal,
                              resampling_description)
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
+from .embeddings import ModelSource, write_embeddings
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -49,12 +50,17 @@ def subject_log_dir(config: RunConfig, subject: str, run_id: str) -> Path:
     return deriv.ensure_inside(config.output_dir, config.output_dir / f"sub-{subject}" / "log" / run_id)
 
 
-def process_recording(recording: Recording, config: RunConfig, run_id: str) -> RecordingOutcome:
-    """Write the spectrogram derivative of one recording; never raises for a bad recording."""
+def process_recording(recording: Recording, config: RunConfig, run_id: str,
+                      model_source: ModelSource | None = None) -> RecordingOutcome:
+    """Write the spectrogram (and, given a model, embedding) derivatives of one recording; never raises for a
+    bad recording."""
     started = time.perf_counter()
     handler = _attach_subject_log(config, recording.subject, run_id)
     try:
         outcome = _process(recording, config)
+        if model_source is not None and outcome.status != "failed":
+            data_path = spectrogram_paths_for(config, recording)["data"]
+            outcome.outputs += [str(p) for p in write_embeddings(recording, data_path, config, model_source)]
     except BidsBrainbertError as exc:
         LOGGER.error("%s", exc)
         outcome = RecordingOutcome(recording.relative_path, "failed", str(exc))
@@ -66,6 +72,10 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str) -> R
         message = f"{exc.filename or recording.path}: {exc.strerror or exc} (disk full or not writable?)"
         LOGGER.error("%s", message)
         outcome = RecordingOutcome(recording.relative_path, "failed", message)
+    except Exception as exc:  # a bug or an input we did not foresee must not stop the other recordings
+        message = f"{recording.path}: unexpected error ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+        LOGGER.exception("%s", message)
+        outcome = RecordingOutcome(recording.relative_path, "failed", message)
     finally:
         LOGGER.removeHandler(handler)
         handler.close()
@@ -74,6 +84,8 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str) -> R
 
 
 def _attach_subject_log(config: RunConfig, subject: str, run_id: str) -> logging.Handler:
+    if LOGGER.level == logging.NOTSET or LOGGER.level > logging.INFO:  # worker processes start unconfigured
+        LOGGER.setLevel(logging.DEBUG if config.verbose else logging.INFO)
     log_dir = subject_log_dir(config, subject, run_id)
     log_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_dir / "bids-brainbert.log", encoding="utf-8")
@@ -105,14 +117,15 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
         data_hash = write_spectrogram(paths["data"], staged, front_end, config.channel_batch_size,
                                       desc=recording.stem_entities)
     deriv.atomic_write_tsv(paths["channels"], channels)
-    copied = carry_electrodes(loaded, paths["data"].parent, config.output_dir)
+    deriv.atomic_write_json(paths["channels_sidecar"], channel_columns_description(channels))
     sidecar = spectrogram_sidecar(recording, config, front_end, preprocessing, shape, n_frames, data_hash,
                                   channels_file=paths["channels"].name)
+    if loaded.coordsystem is not None:
+        sidecar["CoordinateSystem"] = loaded.coordsystem
     deriv.atomic_write_json(paths["sidecar"], sidecar)  # written last: its hash marks the derivative complete
     LOGGER.info("%s: wrote %s (%d channels x %d frames x %d frequencies)", recording.relative_path,
                 paths["data"].name, shape[0], n_frames, len(front_end.freqs_hz))
-    return RecordingOutcome(recording.relative_path, "written", "",
-                            [str(p) for p in paths.values()] + [str(p) for p in copied])
+    return RecordingOutcome(recording.relative_path, "written", "", [str(p) for p in paths.values()])
 
 
 def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording):
@@ -143,11 +156,24 @@ def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording)
     return signal, sfreq, channels, description
 
 
+CHANNEL_COLUMNS = {
+    "sources": "Input channels this row was computed from (re-referencing), comma separated",
+    "x": "Mean x coordinate of the source contacts (electrodes.tsv units, see the sidecar's CoordinateSystem)",
+    "y": "Mean y coordinate of the source contacts",
+    "z": "Mean z coordinate of the source contacts",
+    "group": "Electrode group (shaft, grid or strip) from electrodes.tsv",
+    "region": "Brain region from electrodes.tsv",
+    "hemisphere": "Hemisphere from electrodes.tsv",
+}
+
+
 def channel_table(loaded: LoadedRecording, referenced) -> pd.DataFrame:
-    """Row order of the derivative's channel axis, with electrode coordinates/region carried over."""
+    """Row order of the derivative's channel axis as a BIDS iEEG channels table, with electrode coordinates,
+    group and region carried over from electrodes.tsv."""
     rows = []
     for name, ch_type, sources in zip(referenced.ch_names, referenced.ch_types, referenced.sources):
-        row = {"name": name, "type": ch_type.upper(), "units": "V", "sources": ",".join(sources)}
+        row = {"name": name, "type": ch_type.upper(), "units": "V", "low_cutoff": "n/a", "high_cutoff": "n/a",
+               "status": "good", "sources": ",".join(sources)}
         if loaded.electrodes is not None:
             known = [s for s in sources if s in loaded.electrodes.index]
             for column in ("x", "y", "z"):
@@ -159,6 +185,10 @@ def channel_table(loaded: LoadedRecording, referenced) -> pd.DataFrame:
                     row[column] = loaded.electrodes.loc[known[0], column]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def channel_columns_description(channels: pd.DataFrame) -> dict:
+    return {column: {"Description": text} for column, text in CHANNEL_COLUMNS.items() if column in channels.columns}
 
 
 @contextmanager
@@ -200,19 +230,6 @@ def write_spectrogram(path: Path, signal: np.ndarray, front_end: SpectrogramFron
     return digest
 
 
-def carry_electrodes(loaded: LoadedRecording, folder: Path, output_dir: Path) -> list[Path]:
-    """Copy electrodes.tsv and coordsystem.json beside the derivative (same names, as BIDS derivatives do)."""
-    copied = []
-    for source in (loaded.electrodes_file, loaded.coordsystem_file):
-        if source is None:
-            continue
-        target = deriv.ensure_inside(output_dir, folder / source.name)
-        if not target.exists() or target.read_bytes() != source.read_bytes():
-            deriv.atomic_write_bytes(target, source.read_bytes())
-        copied.append(target)
-    return copied
-
-
 def spectrogram_sidecar(recording: Recording, config: RunConfig, front_end: SpectrogramFrontEnd,
                         preprocessing: dict, signal_shape: tuple[int, int], n_frames: int, data_hash: str,
                         channels_file: str) -> dict:
@@ -250,14 +267,15 @@ def _worker_init(seed: int) -> None:
     seed_everything(seed)
 
 
-def run_participant_level(config: RunConfig, recordings: list[Recording], run_id: str) -> list[RecordingOutcome]:
+def run_participant_level(config: RunConfig, recordings: list[Recording], run_id: str,
+                          model_source: ModelSource | None = None) -> list[RecordingOutcome]:
     """Process recordings, ``config.nprocs`` at a time; outcomes in input order."""
     if config.nprocs <= 1 or len(recordings) == 1:
-        return [process_recording(r, config, run_id)
+        return [process_recording(r, config, run_id, model_source)
                 for r in tqdm(recordings, desc="recordings", unit="rec", disable=None)]
     with ProcessPoolExecutor(max_workers=config.nprocs, mp_context=get_context("spawn"),
                              initializer=_worker_init, initargs=(config.random_seed,)) as pool:
-        futures = [pool.submit(process_recording, r, config, run_id) for r in recordings]
+        futures = [pool.submit(process_recording, r, config, run_id, model_source) for r in recordings]
         return [f.result() for f in tqdm(futures, desc="recordings", unit="rec", disable=None)]
 
 

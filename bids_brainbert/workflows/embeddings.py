@@ -1,0 +1,186 @@
+"""Embedding derivatives: a frozen model applied to a recording's spectrogram derivative.
+
+Per recording and model label ``<label>`` (default ``brainbert``)::
+
+    <entities>_desc-<label>_embeddings.npy        (channel, window, feature) sliding windows
+    <entities>_desc-<label>Events_embeddings.npy  (channel, event, feature) windows centred on events.tsv onsets
+    <entities>_desc-<label>Events_embeddings.tsv  the events kept (events.tsv rows whose window fits)
+    + a JSON sidecar each (model sha256, layer, pooling, window, stride, sources)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import __version__
+from ..bids import derivatives as deriv
+from ..bids.discovery import Recording
+from ..config import RunConfig
+from ..embedding import EmbeddingParams, event_locked_embeddings, windowed_embeddings
+from ..errors import RecordingError, UsageError
+from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
+from ..model.checkpoints import PUBLISHED_SUFFIXES
+from ..training import latest_checkpoint
+
+LOGGER = logging.getLogger("bids_brainbert")
+MODELS_DIR = "models"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the embedding model comes from, resolved once per run."""
+
+    path: Path                   # checkpoint directory, .safetensors or published .pth
+    label: str                   # desc label of the embedding files
+    sha256: str                  # of the weights file
+    published: bool              # the original BrainBERT release format (STFT input)
+
+
+def group_model_root(config: RunConfig) -> Path:
+    return deriv.ensure_inside(config.output_dir, config.output_dir / MODELS_DIR / f"desc-{config.model_label}")
+
+
+def find_model(config: RunConfig) -> ModelSource | None:
+    """``--model`` if given, else the group model already trained into OUTPUT_DIR/models, else None."""
+    if config.model is not None:
+        path = Path(config.model)
+        if not path.exists():
+            raise UsageError(f"{path}: model checkpoint not found")
+    else:
+        path = latest_checkpoint(group_model_root(config))
+        if path is None:
+            return None
+    weights = path / "model.safetensors" if path.is_dir() else path
+    if not weights.is_file():
+        raise UsageError(f"{path}: no model.safetensors in this checkpoint directory")
+    published = weights.suffix.lower() in PUBLISHED_SUFFIXES
+    if published and config.spectrogram != "stft":
+        raise UsageError(f"{path}: the published BrainBERT weights take STFT input: add --spectrogram stft")
+    load_checkpoint(path)  # a corrupt or mis-shaped checkpoint fails here (exit 65), before anything is written
+    return ModelSource(path=path, label=config.model_label, sha256=weights_sha256(weights), published=published)
+
+
+@lru_cache(maxsize=2)
+def _load_model(path: Path, device: str) -> BrainBertPretrainModel:
+    model, _, _ = load_checkpoint(path, device=device)
+    return model
+
+
+def resolve_device(request: str) -> str:
+    if request == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return request
+
+
+def embedding_paths(spectrogram_data: Path, label: str) -> dict[str, Path]:
+    stem = spectrogram_data.name.split("_desc-")[0]
+    folder = spectrogram_data.parent
+    return {
+        "windows": folder / f"{stem}_desc-{label}_embeddings.npy",
+        "windows_sidecar": folder / f"{stem}_desc-{label}_embeddings.json",
+        "events": folder / f"{stem}_desc-{label}Events_embeddings.npy",
+        "events_sidecar": folder / f"{stem}_desc-{label}Events_embeddings.json",
+        "events_table": folder / f"{stem}_desc-{label}Events_embeddings.tsv",
+    }
+
+
+def embedding_params(config: RunConfig) -> EmbeddingParams:
+    return EmbeddingParams(window_s=config.embedding_window_s, stride_s=config.embedding_stride_s or None,
+                           layer=config.embedding_layer, pooling=config.embedding_pooling,
+                           middle_frames=config.embedding_middle_frames, batch_size=config.embedding_batch_size)
+
+
+def read_events(recording: Recording) -> pd.DataFrame | None:
+    path = recording.path.with_name(f"{recording.stem_entities}_events.tsv")
+    if not path.exists():
+        return None
+    try:
+        table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise RecordingError(f"{path}: unreadable events table ({str(exc).splitlines()[0]})") from None
+    if "onset" not in table.columns:
+        raise RecordingError(f"{path}: events.tsv has no 'onset' column")
+    return table
+
+
+def _save_array(path: Path, array: np.ndarray) -> str:
+    with deriv.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
+        return deriv.sha256_of_file(tmp)
+
+
+def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunConfig, model_source: ModelSource
+                     ) -> list[Path]:
+    """Write (or skip when complete) the embedding derivatives of one recording; returns the files."""
+    paths = {k: deriv.ensure_inside(config.output_dir, p) for k, p in
+             embedding_paths(spectrogram_data, model_source.label).items()}
+    windows_done = deriv.is_complete({"data": paths["windows"], "sidecar": paths["windows_sidecar"]})
+    events_done = deriv.is_complete({"data": paths["events"], "sidecar": paths["events_sidecar"]})
+    events = read_events(recording)
+    if not config.overwrite and windows_done and (events is None or events_done):
+        return [p for p in paths.values() if p.exists()]
+    spec_sidecar = deriv.read_json(spectrogram_data.with_suffix(".json"))
+    spectrogram = np.load(spectrogram_data, mmap_mode="r")
+    model = _load_model(model_source.path, resolve_device(config.device))
+    device = next(model.parameters()).device
+    params = embedding_params(config)
+    rate, start = float(spec_sidecar["SamplingFrequency"]), float(spec_sidecar.get("StartTime", 0.0))
+    common = embedding_sidecar_common(recording, spectrogram_data, config, model_source, params, model)
+    written = []
+    embeddings, centres = windowed_embeddings(spectrogram, rate, model, params,
+                                              edge_frames=int(spec_sidecar.get("EdgeFrames", 0)),
+                                              start_time_s=start, device=device)
+    digest = _save_array(paths["windows"], embeddings)
+    deriv.atomic_write_json(paths["windows_sidecar"], {
+        **common, "Description": "sliding-window embeddings per channel",
+        "Axes": ["channel", "window", "feature"], "Shape": list(embeddings.shape),
+        "WindowCentresS": [round(float(c), 6) for c in centres], "DataSha256": digest})
+    written += [paths["windows"], paths["windows_sidecar"]]
+    if events is not None:
+        onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float)
+        event_embeddings, valid = event_locked_embeddings(spectrogram, rate, np.nan_to_num(onsets, nan=-1e9),
+                                                          model, params, start_time_s=start, device=device)
+        kept = events.loc[valid].reset_index(drop=True)
+        if (~valid).any():
+            LOGGER.info("%s: %d of %d events too close to the recording edges for a %.1f s window, skipped",
+                        recording.relative_path, int((~valid).sum()), len(valid), params.window_s)
+        deriv.atomic_write_tsv(paths["events_table"], kept)
+        digest = _save_array(paths["events"], event_embeddings)
+        deriv.atomic_write_json(paths["events_sidecar"], {
+            **common, "Description": "embeddings of windows centred on each events.tsv onset",
+            "Axes": ["channel", "event", "feature"], "Shape": list(event_embeddings.shape),
+            "EventsFile": paths["events_table"].name, "DataSha256": digest})
+        written += [paths["events"], paths["events_table"], paths["events_sidecar"]]
+    LOGGER.info("%s: wrote %s embeddings (%d channels, %d windows)", recording.relative_path, model_source.label,
+                embeddings.shape[0], embeddings.shape[1])
+    return written
+
+
+def embedding_sidecar_common(recording: Recording, spectrogram_data: Path, config: RunConfig,
+                             model_source: ModelSource, params: EmbeddingParams,
+                             model: BrainBertPretrainModel) -> dict:
+    relative = spectrogram_data.relative_to(config.output_dir).as_posix()
+    return {
+        "Sources": [f"bids::{relative}", deriv.bids_uri(recording)],
+        "ChannelsFile": spectrogram_data.name.replace("_spectrogram.npy", "_channels.tsv"),
+        "Model": {"Label": model_source.label, "Sha256": model_source.sha256,
+                  "Format": "brainbert-published" if model_source.published else "bids-brainbert",
+                  "Config": model.config.to_dict()},
+        "Layer": params.layer,
+        "Pooling": params.pooling,
+        "MiddleFrames": params.middle_frames if params.pooling == "middle" else None,
+        "WindowS": params.window_s,
+        "StrideS": params.stride_s or params.window_s,
+        "Normalization": "z-score per frequency within each window",
+        "RandomSeed": config.random_seed,
+        "GeneratedBy": [deriv.generated_by()],
+        "SoftwareVersion": __version__,
+    }

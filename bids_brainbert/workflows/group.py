@@ -1,0 +1,72 @@
+"""Group level: pretrain BrainBERT on the selected subjects' spectrogram derivatives, then embed every recording.
+
+Runs the same under ``torchrun --nproc-per-node N`` (DistributedDataParallel; rank 0 writes the model and the
+embeddings). The model goes to ``OUTPUT_DIR/models/desc-<label>/checkpoints/step-*/`` and is resumed from there
+when the command is run again after an interruption.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..bids import derivatives as deriv
+from ..bids.discovery import Recording
+from ..config import RunConfig
+from ..errors import BidsBrainbertError, RecordingError, UsageError
+from ..model import weights_sha256
+from ..training import PretrainConfig, pretrain, split_paths
+from .embeddings import ModelSource, group_model_root, write_embeddings
+from .participant import RecordingOutcome, spectrogram_paths_for
+
+LOGGER = logging.getLogger("bids_brainbert")
+
+
+def pretraining_config(config: RunConfig) -> PretrainConfig:
+    return PretrainConfig(model=config.model_size, batch_size=config.batch_size, steps=config.train_steps,
+                          lr=config.learning_rate, optimizer=config.optimizer, mask_p=config.mask_probability,
+                          window_s=config.train_window_s, seed=config.random_seed,
+                          checkpoint_every=min(config.checkpoint_every, config.train_steps), device=config.device)
+
+
+def training_files(config: RunConfig, recordings: list[Recording]):
+    """Spectrogram files of the recordings used for pretraining (holdout subjects excluded), all complete."""
+    paths = {r: spectrogram_paths_for(config, r) for r in recordings}
+    missing = [r for r, p in paths.items() if not deriv.is_complete(p)]
+    if missing:
+        raise RecordingError(f"{paths[missing[0]]['data']}: spectrogram derivative missing or incomplete for "
+                             f"{len(missing)} recording(s); run the participant level first")
+    holdout = set(config.holdout_participant_label)
+    unknown = holdout - {r.subject for r in recordings}
+    if unknown:
+        raise UsageError(f"--holdout-participant-label: {', '.join(sorted(unknown))} not among the selected subjects")
+    pool = [p["data"] for r, p in paths.items() if r.subject not in holdout]
+    if not pool:
+        raise UsageError("--holdout-participant-label leaves no subject to pretrain on")
+    return paths, pool
+
+
+def run_group_level(config: RunConfig, recordings: list[Recording]) -> list[RecordingOutcome]:
+    paths, pool = training_files(config, recordings)
+    train, val = split_paths(pool, config.validation_fraction, by=config.validation_split, seed=config.random_seed)
+    LOGGER.info("pretraining a %s model on %d recording(s), validating on %d, %d steps", config.model_size,
+                len(train), len(val), config.train_steps)
+    result = pretrain(train, val, group_model_root(config), pretraining_config(config), init_from=config.init_model,
+                      resume=True, progress=True)
+    if result.rank != 0:
+        return []
+    LOGGER.info("model written to %s (final training loss %.4f)", result.checkpoint_dir,
+                result.train_losses[-1] if result.train_losses else float("nan"))
+    source = ModelSource(path=result.checkpoint_dir, label=config.model_label,
+                         sha256=weights_sha256(result.checkpoint_dir / "model.safetensors"), published=False)
+    outcomes = []
+    for recording in recordings:
+        started = time.perf_counter()
+        try:
+            written = write_embeddings(recording, paths[recording]["data"], config, source)
+            outcomes.append(RecordingOutcome(recording.relative_path, "written", "", [str(p) for p in written]))
+        except BidsBrainbertError as exc:
+            LOGGER.error("%s", exc)
+            outcomes.append(RecordingOutcome(recording.relative_path, "failed", str(exc)))
+        outcomes[-1].seconds = time.perf_counter() - started
+    return outcomes

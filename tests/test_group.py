@@ -1,0 +1,141 @@
+"""Group level: pretraining from the participant derivatives, checkpoints, embeddings, holdout, torchrun."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bids_brainbert.bids.derivatives import sha256_of_file
+from bids_brainbert.bids.discovery import index_recordings
+from bids_brainbert.cli.run import main
+from bids_brainbert.model import load_checkpoint
+
+FAST = ["--train-steps", "12", "--batch-size", "8", "--checkpoint-every", "6", "--model-size", "small",
+        "--train-window-s", "2", "--embedding-window-s", "2", "--skip-bids-validation", "--random-seed", "5"]
+
+
+def run(*args) -> int:
+    return main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def group_output(demo_derivatives, tmp_path_factory):
+    root, out, truth = demo_derivatives
+    copy = tmp_path_factory.mktemp("group") / "out"
+    shutil.copytree(out, copy)
+    assert run(root, copy, "group", *FAST) == 0
+    return root, copy, truth
+
+
+def test_group_pretrains_and_writes_a_model(group_output):
+    _, out, _ = group_output
+    root = out / "models" / "desc-brainbert" / "checkpoints"
+    latest = json.loads((root / "latest.json").read_text())
+    checkpoint = root / latest["checkpoint"]
+    assert latest["checkpoint"] == "step-00000012"
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["weights_sha256"] == sha256_of_file(checkpoint / "model.safetensors")
+    assert "0.1.0" in (checkpoint / "model_card.md").read_text()
+    assert (checkpoint / "loss_curve.png").stat().st_size > 1000
+    model, model_config, _ = load_checkpoint(checkpoint)
+    assert model_config.d_model == 384 and model_config.n_layers == 3
+
+
+def test_group_writes_embeddings_for_every_recording(group_output):
+    root, out, truth = group_output
+    for recording in index_recordings(root):
+        folder = out / recording.path.parent.relative_to(root)
+        stem = recording.stem_entities
+        spectrogram = np.load(folder / f"{stem}_desc-superlet_spectrogram.npy", mmap_mode="r")
+        windows = np.load(folder / f"{stem}_desc-brainbert_embeddings.npy")
+        sidecar = json.loads((folder / f"{stem}_desc-brainbert_embeddings.json").read_text())
+        assert windows.shape[0] == spectrogram.shape[0] and windows.shape[2] == 384 and windows.shape[1] >= 1
+        assert np.isfinite(windows).all() and windows.std() > 0
+        assert sidecar["Layer"] == -1 and sidecar["Pooling"] == "middle" and sidecar["MiddleFrames"] == 10
+        assert sidecar["WindowS"] == 2.0 and len(sidecar["WindowCentresS"]) == windows.shape[1]
+        weights = out / "models" / "desc-brainbert" / "checkpoints" / "step-00000012" / "model.safetensors"
+        assert sidecar["Model"]["Sha256"] == sha256_of_file(weights)
+        assert sidecar["DataSha256"] == sha256_of_file(folder / f"{stem}_desc-brainbert_embeddings.npy")
+        events = pd.read_csv(folder / f"{stem}_desc-brainbertEvents_embeddings.tsv", sep="\t")
+        event_embeddings = np.load(folder / f"{stem}_desc-brainbertEvents_embeddings.npy")
+        assert event_embeddings.shape == (spectrogram.shape[0], len(events), 384)
+        assert set(events["trial_type"]) == {"speech", "nonspeech"}
+
+
+def test_participant_level_uses_the_group_model(group_output, tmp_path):
+    root, out, _ = group_output
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    target = next(copy.rglob("*_desc-brainbert_embeddings.npy"))
+    original = target.read_bytes()
+    target.unlink()
+    assert run(root, copy, "participant", "--skip-bids-validation", "--random-seed", "5",
+               "--embedding-window-s", "2") == 0
+    assert target.read_bytes() == original, "embeddings are not reproducible"
+
+
+def test_rerunning_group_resumes_instead_of_retraining(group_output, tmp_path):
+    root, out, _ = group_output
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    weights = copy / "models" / "desc-brainbert" / "checkpoints" / "step-00000012" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    assert run(root, copy, "group", *FAST) == 0
+    assert weights.stat().st_mtime_ns == before
+
+
+def test_holdout_subject_and_explicit_model(group_output, tmp_path, capsys):
+    root, out, truth = group_output
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    assert run(root, copy, "group", *FAST, "--holdout-participant-label", "sub-01") == 0
+    checkpoint = copy / "models" / "desc-brainbertHoldout01" / "checkpoints" / "step-00000012"
+    training = json.loads((checkpoint / "config.json").read_text())["training"]
+    used = [Path(f).name for f in training["train_files"] + training["val_files"]]
+    assert used and not [name for name in used if name.startswith("sub-01_")], used
+    assert list(copy.rglob("sub-01_*_desc-brainbertHoldout01_embeddings.npy"))
+    # --model with a corrupt checkpoint: exit 65, nothing written for it
+    corrupt = tmp_path / "bad.safetensors"
+    corrupt.write_bytes(b"not a checkpoint")
+    assert run(root, tmp_path / "o2", "participant", "--model", corrupt, "--model-label", "bad",
+               "--skip-bids-validation") == 65
+    assert str(corrupt) in capsys.readouterr().err
+    assert not list((tmp_path / "o2").rglob("*_desc-bad_*"))
+    # the published weights need the STFT front end
+    published = tmp_path / "stft_large_pretrained.pth"
+    published.write_bytes(b"x")
+    assert run(root, tmp_path / "o3", "participant", "--model", published, "--skip-bids-validation") == 64
+    assert "--spectrogram stft" in capsys.readouterr().err
+
+
+def test_group_under_torchrun_with_two_processes(demo_derivatives, tmp_path):
+    root, out, _ = demo_derivatives
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "bids_brainbert", str(root), str(copy), "group", *FAST, "--device", "cpu"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = copy / "models" / "desc-brainbert" / "checkpoints" / "step-00000012"
+    training = json.loads((checkpoint / "config.json").read_text())["training"]
+    assert training["world_size"] == 2 and training["steps"] == 12
+    assert len(training["train_files"]) + len(training["val_files"]) == len(index_recordings(root))
+    losses = load_file(str(checkpoint / "training_state.safetensors"))["extra.train_loss"]
+    assert losses.numel() == 12 and torch.isfinite(losses).all()
+    assert len(list(copy.rglob("*_desc-brainbert_embeddings.npy"))) == len(index_recordings(root))
+
+
+def test_group_dry_run_and_missing_participant_outputs(demo_dataset, tmp_path, capsys):
+    root, _ = demo_dataset
+    assert run(root, tmp_path / "out", "group", "--skip-bids-validation") == 1
+    assert "run the participant level first" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
