@@ -139,3 +139,45 @@ def test_group_dry_run_and_missing_participant_outputs(demo_dataset, tmp_path, c
     assert run(root, tmp_path / "out", "group", "--skip-bids-validation") == 1
     assert "run the participant level first" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_init_model_fine_tunes_from_a_checkpoint(group_output, tmp_path):
+    root, out, _ = group_output
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    start = out / "models" / "desc-brainbert" / "checkpoints" / "step-00000012"
+    assert run(root, copy, "group", *FAST, "--init-model", start, "--model-label", "tuned", "--train-steps", "3",
+               "--checkpoint-every", "3") == 0
+    tuned = copy / "models" / "desc-tuned" / "checkpoints" / "step-00000003"
+    training = json.loads((tuned / "config.json").read_text())["training"]
+    assert training["initialised_from"] == str(start)
+    initial, _, _ = load_checkpoint(start)
+    after, _, _ = load_checkpoint(tuned)
+    # three small steps move the weights, but they stay close to where they started
+    first, second = initial.state_dict(), after.state_dict()
+    drift = max(float((first[k] - second[k]).abs().max()) for k in first)
+    assert 0 < drift < 0.05
+    assert list(copy.rglob("*_desc-tuned_embeddings.npy"))
+
+
+def test_published_checkpoint_gives_embeddings_from_the_stft(demo_dataset, tmp_path):
+    """A checkpoint in the released format (keys model/model_cfg/optim/scheduler), read with weights_only."""
+    from test_model import PublishedLayout
+
+    root, _ = demo_dataset
+    layout = PublishedLayout(d=32, n_freqs=40, n_layers=2, nhead=4, d_ff=48)
+    checkpoint = tmp_path / "stft_large_pretrained.pth"
+    torch.save({"model": layout.state_dict(), "optim": {}, "scheduler": None,
+                "model_cfg": {"name": "masked_tf_model", "hidden_dim": 32, "layer_dim_feedforward": 48,
+                              "layer_activation": "gelu", "nhead": 4, "encoder_num_layers": 2, "input_dim": 40}},
+               checkpoint)
+    out = tmp_path / "out"
+    assert run(root, out, "participant", "--model", checkpoint, "--spectrogram", "stft", "--participant-label", "02",
+               "--embedding-window-s", "2", "--skip-bids-validation") == 0
+    embeddings = next(out.rglob("*_desc-brainbert_embeddings.npy"))
+    sidecar = json.loads(embeddings.with_suffix(".json").read_text())
+    channels = json.loads(next(out.rglob("*_desc-stft_spectrogram.json")).read_text())["Shape"][0]
+    array = np.load(embeddings)
+    assert array.shape[0] == channels and array.shape[2] == 32 and np.isfinite(array).all()
+    assert sidecar["Model"]["Format"] == "brainbert-published"
+    assert sidecar["Model"]["Sha256"] == sha256_of_file(checkpoint)

@@ -24,10 +24,22 @@ LOGGER = logging.getLogger("bids_brainbert")
 _LABEL = re.compile(r"^[A-Za-z0-9]+$")
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time: notebooks and test runners swap and close it."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure_logging(verbose: int) -> None:
     LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not any(getattr(h, "_bids_brainbert", False) for h in LOGGER.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S"))
         handler._bids_brainbert = True  # type: ignore[attr-defined]
         LOGGER.addHandler(handler)

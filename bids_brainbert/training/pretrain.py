@@ -21,6 +21,7 @@ On CUDA the forward pass runs under bf16 autocast (``amp=True``); on the CPU eve
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -513,15 +514,24 @@ def pretrain(train_paths: Sequence[str | os.PathLike], val_paths: Sequence[str |
     output_dir = Path(output_dir)
     started = time.perf_counter()
     ddp = _setup_distributed(config.device)
+    finished = False
     try:
         device = _resolve_device(config.device, ddp)
         fork_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
             if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
-            return _pretrain(list(map(Path, train_paths)), [Path(p) for p in (val_paths or [])], output_dir,
-                             config, init_from, resume, progress, on_step, ddp, device, started)
+            result = _pretrain(list(map(Path, train_paths)), [Path(p) for p in (val_paths or [])], output_dir,
+                               config, init_from, resume, progress, on_step, ddp, device, started)
+        finished = True
+        return result
     finally:
         if ddp.owns_group and dist.is_initialized():
+            # DDP's reducer sits in reference cycles: left to interpreter shutdown it is freed after the gloo
+            # threads' Python state is gone and the process aborts. Free it now, and let no rank tear its
+            # connections down while a peer is still using them.
+            gc.collect()
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -619,6 +629,7 @@ def _pretrain(train_paths: list[Path], val_paths: list[Path], output_dir: Path, 
         "batch_size": config.batch_size, "seed": config.seed, "world_size": ddp.world_size,
         "window_s": config.window_s, "window_frames": train_set.window_frames, "mask_p": config.mask_p,
         "total_steps": config.steps,
+        "initialised_from": None if init_from is None else str(init_from),
     }
 
     def save(step: int) -> Path:
@@ -705,7 +716,8 @@ def _save_training_checkpoint(output_dir: Path, model: BrainBertPretrainModel, m
                          final_val_loss=round(val_losses[-1], 6) if val_losses else None)
             tensors = {"train_loss": torch.tensor(history, dtype=torch.float32),
                        "val_steps": torch.tensor(val_steps, dtype=torch.int64),
-                       "val_loss": torch.tensor(val_losses, dtype=torch.float32)}
+                       # float64 so resumed runs restore the exact validation losses (they are float64 means)
+                       "val_loss": torch.tensor(val_losses, dtype=torch.float64)}
             state = {"step": step, "world_size": ddp.world_size, "pretrain_config": config.to_dict(),
                      "scheduler": {"kind": config.decay, "warmup_fraction": config.warmup_fraction,
                                    "lr": optimizer.param_groups[0]["lr"], "last_step": step},

@@ -34,6 +34,8 @@ TAIL_SD = 7.5
 # Frames within this many wavelet standard deviations of an end see the zero padding (reported as EdgeFrames).
 EDGE_SD = 3.0
 WAVELETS_PER_BLOCK = 32
+# Largest complex work array of one inverse-FFT call (elements): 2**24 complex64 = 128 MiB.
+MAX_WORK_ELEMENTS = 2 ** 24
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,20 @@ def fft_length(n_samples: int, sfreq: float, params: SuperletParams) -> int:
     return spfft.next_fast_len(blocks, real=False) * params.decimation
 
 
+def _accumulate_block(log_sum: np.ndarray, spectrum: np.ndarray, block: _Block, wavelets: slice, n_fft: int,
+                      n_frames: int, complex_dtype: type, dtype: type, workers: int | None) -> None:
+    """Add the weighted log-magnitudes of some of a block's wavelets into ``log_sum`` (channels, freqs, frames)."""
+    source, dest, gain = block.source[wavelets], block.dest[wavelets], block.gain[wavelets]
+    banded = np.zeros((spectrum.shape[0], len(source), block.length + 1), dtype=complex_dtype)
+    banded[:, np.arange(len(source))[:, None], dest] = spectrum[:, source] * gain
+    response = spfft.ifft(banded[..., :-1], axis=-1, workers=workers, overwrite_x=True)
+    # the inverse at M points of N-point bins: scale M/N restores the full-rate amplitude
+    magnitude = np.abs(response[..., ::block.upsample][..., :n_frames]) * (block.length / n_fft)
+    tiny = np.finfo(dtype).tiny
+    weighted = np.log(np.maximum(magnitude, tiny)) * block.exponent[wavelets][None, :, None]
+    np.add.at(log_sum, (slice(None), block.freq_index[wavelets]), weighted.astype(dtype, copy=False))
+
+
 def superlet_transform(signal: np.ndarray, sfreq: float, params: SuperletParams = SuperletParams(), *,
                        dtype: type = np.float32, workers: int | None = None) -> np.ndarray:
     """Superlet spectrogram of every channel.
@@ -190,17 +206,15 @@ def superlet_transform(signal: np.ndarray, sfreq: float, params: SuperletParams 
     n_frames = -(-n_samples // params.decimation)
     spectrum = spfft.fft(x, n=n_fft, axis=-1, workers=workers).astype(complex_dtype, copy=False)
     log_sum = np.zeros((n_channels, len(params.freqs_hz), n_frames), dtype=dtype)
-    tiny = np.finfo(dtype).tiny
     for block in _wavelet_bank(n_fft, float(sfreq), params, np.dtype(complex_dtype).name):
-        n_w = len(block.freq_index)
-        banded = np.zeros((n_channels, n_w, block.length + 1), dtype=complex_dtype)
-        rows = np.arange(n_w)[:, None]
-        banded[:, rows, block.dest] = spectrum[:, block.source] * block.gain
-        response = spfft.ifft(banded[..., :-1], axis=-1, workers=workers)[..., ::block.upsample][..., :n_frames]
-        # the inverse at M points of N-point bins: scale M/N restores the full-rate amplitude
-        magnitude = np.abs(response) * (block.length / n_fft)
-        weighted = np.log(np.maximum(magnitude, tiny)) * block.exponent[None, :, None].astype(dtype)
-        np.add.at(log_sum, (slice(None), block.freq_index), weighted.astype(dtype, copy=False))
+        # bounded work arrays: (channels x wavelets) rows of M+1 bins per inverse FFT call
+        rows_per_call = max(1, MAX_WORK_ELEMENTS // (block.length + 1))
+        w_step = min(len(block.freq_index), rows_per_call)
+        c_step = max(1, rows_per_call // w_step)
+        for c0 in range(0, n_channels, c_step):
+            for w0 in range(0, len(block.freq_index), w_step):
+                _accumulate_block(log_sum[c0:c0 + c_step], spectrum[c0:c0 + c_step], block,
+                                  slice(w0, w0 + w_step), n_fft, n_frames, complex_dtype, dtype, workers)
     if params.output == "log":
         return np.maximum(log_sum, np.log(1e-30)).astype(dtype, copy=False)
     result = np.exp(log_sum)

@@ -1,0 +1,161 @@
+"""Superlet and STFT front ends against independent direct implementations, and their properties."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import signal as sps
+from scipy.signal import fftconvolve
+
+from bids_brainbert.transforms.stft import stft_spectrogram
+from bids_brainbert.transforms.superlet import (SuperletParams, edge_frames, superlet_frame_times,
+                                                superlet_transform)
+
+
+def direct_superlet(x: np.ndarray, sfreq: float, params: SuperletParams) -> np.ndarray:
+    """Obviously-correct float64 reference: explicit time-domain Morlet wavelets (±8 sd), one full-rate
+    convolution each, geometric mean with fractional exponent, then every ``decimation``-th sample."""
+    out = []
+    for freq, order in zip(params.freqs_hz, params.orders()):
+        n_wavelets = math.ceil(order)
+        log_sum = np.zeros(len(x))
+        for i in range(1, n_wavelets + 1):
+            weight = 1.0 if (i < n_wavelets or order == int(order)) else order - math.floor(order)
+            sd = params.base_cycles * i / (params.k_sd * freq)
+            t = np.arange(-math.ceil(8 * sd * sfreq), math.ceil(8 * sd * sfreq) + 1) / sfreq
+            wavelet = np.exp(-0.5 * (t / sd) ** 2) * np.exp(2j * np.pi * freq * t) / (sfreq * sd * math.sqrt(2 * math.pi))
+            with warnings.catch_warnings():  # exact zeros far outside a chirp's band: log(0) = -inf is right
+                warnings.simplefilter("ignore", RuntimeWarning)
+                log_sum += weight * np.log(np.abs(fftconvolve(x, wavelet, mode="same")))
+        out.append(np.exp(log_sum / order)[::params.decimation])
+    return np.array(out)
+
+
+def interior(a: np.ndarray, edge: int) -> np.ndarray:
+    return a[..., edge:a.shape[-1] - edge]
+
+
+SMALL = SuperletParams(freqs_hz=(3.0, 11.5, 40.0, 97.0, 180.0), order_min=1.0, order_max=6.5, decimation=8)
+
+
+@pytest.mark.parametrize("kind", ["random", "chirp"])
+def test_matches_direct_reference(kind):
+    sfreq = 512.0
+    rng = np.random.default_rng(123)
+    t = np.arange(4096) / sfreq
+    x = rng.standard_normal(len(t)) if kind == "random" else sps.chirp(t, f0=2, t1=t[-1], f1=200, method="log")
+    reference = direct_superlet(x, sfreq, SMALL)
+    edge = edge_frames(sfreq, SMALL)
+    assert 0 < edge < reference.shape[1] // 3
+    # Relative error, plus an absolute floor (a fraction of each frequency's peak) for the cells where a chirp has
+    # no energy at that frequency: there every wavelet's magnitude is rounding noise in both implementations and
+    # their geometric mean amplifies it (measured: ~4e-6 of the peak in float64, ~3e-4 in float32).
+    peak = reference.max(axis=1, keepdims=True)
+    for dtype, rtol, floor in ((np.float64, 1e-8, 1e-5), (np.float32, 1e-3, 1e-3)):
+        fast = superlet_transform(x, sfreq, SMALL, dtype=dtype)[0]
+        assert fast.dtype == dtype and fast.shape == reference.shape
+        error = np.abs(interior(fast, edge) - interior(reference, edge))
+        allowed = rtol * interior(reference, edge) + floor * peak
+        assert (error <= allowed).all(), (dtype, (error / interior(reference, edge)).max())
+        if kind == "random":  # no silent cells: the plain relative error must hold everywhere
+            assert (error / interior(reference, edge)).max() < rtol
+
+
+def test_brainbert_defaults_match_reference_on_a_short_recording():
+    sfreq = 2048.0
+    params = SuperletParams()  # 40 frequencies 0.1-200 Hz, orders 3->30, c1=1, decimation 50
+    assert len(params.freqs_hz) == 40 and params.orders()[0] == 3 and params.orders()[-1] == 30
+    x = np.random.default_rng(7).standard_normal(int(3 * sfreq))
+    reference = direct_superlet(x, sfreq, params)
+    fast = superlet_transform(x, sfreq, params, dtype=np.float64)[0]
+    # 0.1 Hz needs +-18 s of context: compare the frequencies whose longest wavelet fits, 1 s from each end
+    usable = np.asarray(params.freqs_hz) >= 5
+    frames = slice(41, -41)
+    error = np.abs(fast[usable, frames] - reference[usable, frames]) / reference[usable, frames]
+    assert error.max() < 1e-8
+
+
+def test_order_one_is_a_morlet_cwt():
+    sfreq, freq = 1000.0, 37.0
+    x = np.random.default_rng(3).standard_normal(3000)
+    params = SuperletParams(freqs_hz=(freq,), order_min=1, order_max=1, base_cycles=4, decimation=5,
+                            mode="multiplicative")
+    sd = 4 / (5 * freq)
+    t = np.arange(-int(8 * sd * sfreq), int(8 * sd * sfreq) + 1) / sfreq
+    morlet = np.exp(-0.5 * (t / sd) ** 2) * np.exp(2j * np.pi * freq * t) / (sfreq * sd * math.sqrt(2 * math.pi))
+    cwt = np.abs(fftconvolve(x, morlet, mode="same"))[::5]
+    np.testing.assert_allclose(superlet_transform(x, sfreq, params, dtype=np.float64)[0, 0, 40:-40],
+                               cwt[40:-40], rtol=1e-9)
+
+
+@settings(max_examples=15, deadline=None)
+@given(scale=st.floats(1e-6, 1e6), seed=st.integers(0, 10_000))
+def test_scaling_the_input_scales_the_output(scale, seed):
+    x = np.random.default_rng(seed).standard_normal(1024)
+    params = SuperletParams(freqs_hz=(4.0, 20.0, 60.0), order_min=1, order_max=4, decimation=4)
+    base = superlet_transform(x, 256.0, params, dtype=np.float64)
+    np.testing.assert_allclose(superlet_transform(scale * x, 256.0, params, dtype=np.float64), scale * base,
+                               rtol=1e-9)
+
+
+@settings(max_examples=10, deadline=None)
+@given(shift_frames=st.integers(1, 20), seed=st.integers(0, 10_000))
+def test_shifting_by_the_decimation_shifts_the_frames(shift_frames, seed):
+    params = SuperletParams(freqs_hz=(8.0, 30.0, 90.0), order_min=1.5, order_max=5, decimation=4)
+    sfreq = 256.0
+    x = np.random.default_rng(seed).standard_normal(2048)
+    # zeros before the signal are what the transform assumes outside it anyway: every frame just moves
+    shifted = np.concatenate([np.zeros(shift_frames * params.decimation), x])
+    a = superlet_transform(x, sfreq, params, dtype=np.float64)[0]
+    b = superlet_transform(shifted, sfreq, params, dtype=np.float64)[0]
+    np.testing.assert_allclose(b[:, shift_frames:], a, rtol=1e-7, atol=1e-12 * a.max())
+
+
+@pytest.mark.parametrize("sfreq", [512.0, 1000.0, 2048.0])
+@pytest.mark.parametrize("tone", [13.0, 61.0, 150.0])
+def test_a_sinusoid_peaks_at_the_nearest_frequency(sfreq, tone):
+    params = SuperletParams()
+    t = np.arange(int(40 * sfreq)) / sfreq
+    spec = superlet_transform(np.sin(2 * np.pi * tone * t), sfreq, params)[0]
+    middle = spec[:, spec.shape[1] // 2]
+    freqs = np.asarray(params.freqs_hz)
+    assert freqs[np.argmax(middle)] == freqs[np.argmin(np.abs(freqs - tone))]
+
+
+@pytest.mark.parametrize("index", [5, 20, 38])
+def test_a_sinusoid_on_an_analysed_frequency_has_half_its_amplitude(index):
+    params = SuperletParams()
+    sfreq = 2048.0
+    t = np.arange(int(40 * sfreq)) / sfreq
+    spec = superlet_transform(3.0 * np.sin(2 * np.pi * params.freqs_hz[index] * t), sfreq, params)[0]
+    # every unit-area Morlet gives A/2 for a sinusoid at its centre, so their geometric mean does too, up to the
+    # ripple from the short wavelets' leak of the negative-frequency image (4% for one cycle, <1% after the mean)
+    assert spec[index, spec.shape[1] // 2] == pytest.approx(1.5, rel=1e-2)
+
+
+def test_frame_times_and_output_kinds():
+    np.testing.assert_allclose(superlet_frame_times(101, 100.0, 10), np.arange(11) / 10)
+    x = np.random.default_rng(0).standard_normal((2, 500))
+    params = SuperletParams(freqs_hz=(5.0, 25.0), order_min=1, order_max=3, decimation=10)
+    magnitude = superlet_transform(x, 100.0, params, dtype=np.float64)
+    assert magnitude.shape == (2, 2, 50)
+    power = superlet_transform(x, 100.0, SuperletParams(**{**params.to_dict(), "freqs_hz": (5.0, 25.0),
+                                                              "output": "power"}), dtype=np.float64)
+    np.testing.assert_allclose(power, magnitude ** 2, rtol=1e-10)
+    with pytest.raises(ValueError, match="Nyquist"):
+        superlet_transform(x, 40.0, params)
+
+
+def test_stft_matches_scipy_with_brainbert_parameters():
+    sfreq = 2048.0
+    t = np.arange(int(5 * sfreq)) / sfreq
+    x = np.sin(2 * np.pi * 51.2 * t)
+    spec, freqs, times = stft_spectrogram(x[None], sfreq)
+    assert spec.shape[:2] == (1, 40) and freqs[-1] == pytest.approx(199.68)
+    assert freqs[np.argmax(spec[0, :, spec.shape[2] // 2])] == pytest.approx(51.2)
+    _, _, z = sps.stft(x, fs=sfreq, nperseg=400, noverlap=350)
+    np.testing.assert_allclose(spec[0], np.abs(z[:40]))
+    np.testing.assert_allclose(np.diff(times), 50 / sfreq)
