@@ -5,7 +5,8 @@ Reference: the original BrainBERT approach, one full-rate scipy.signal.fftconvol
 transform. BrainBERT parameters: 40 frequencies 0.1-200 Hz, orders 3->30, c1 = 1, 2048 Hz, decimation 50.
 
     python benchmarks/superlet.py            # 1 electrode x 60 s single-threaded, then 128 electrodes x 10 min
-    python benchmarks/superlet.py --quick    # reference on 10 s (scaled), no 128-electrode run
+    python benchmarks/superlet.py --hour     # ... and 128 electrodes x 1 h (peak RSS of the streaming transform)
+    python benchmarks/superlet.py --quick    # reference on 10 s (scaled), no 128-electrode runs
 """
 
 from __future__ import annotations
@@ -54,28 +55,43 @@ def timed(func, repeats: int = 1) -> float:
     return best
 
 
-def many_electrodes(n_channels: int, seconds: float, batch: int, workers: int) -> dict:
-    """Run in a child process so its peak RSS is its own: the pipeline's way, channel batches."""
+def many_electrodes(n_channels: int, seconds: float, batch: int, seed: int) -> dict:
+    """Run in a child process so that its peak RSS is its own: channel batches as the pipeline feeds them, each
+    transformed in chunks of CHUNK_FRAMES output frames (streaming), single-threaded."""
     params = SuperletParams()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     n = int(seconds * SFREQ)
     start = time.perf_counter()
     for c0 in range(0, n_channels, batch):
-        x = rng.standard_normal((min(batch, n_channels - c0), n)).astype(np.float32)
-        superlet_transform(x, SFREQ, params, workers=workers)
+        x = rng.standard_normal((min(batch, n_channels - c0), n), dtype=np.float32)
+        superlet_transform(x, SFREQ, params, workers=1)
+        del x
     elapsed = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": elapsed, "peak_rss_mb": peak_mb}
 
 
+def on_both_cores(n_channels: int, seconds: float, batch: int) -> dict:
+    """Half the electrodes in each of two single-threaded processes (the pipeline's --nprocs 2)."""
+    children = [subprocess.Popen([sys.executable, __file__, "--child", str(n_channels // 2), str(seconds),
+                                  str(batch), str(seed)], stdout=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, OMP_NUM_THREADS="1")) for seed in (1, 2)]
+    start = time.perf_counter()
+    results = [json.loads(child.communicate()[0].strip().splitlines()[-1]) for child in children]
+    wall = time.perf_counter() - start
+    return {"seconds": wall, "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "total_rss_mb": sum(r["peak_rss_mb"] for r in results)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--child", nargs=4, metavar=("CHANNELS", "SECONDS", "BATCH", "WORKERS"), help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="reference on 10 s (scaled); no 128-electrode runs")
+    parser.add_argument("--hour", action="store_true", help="also 128 electrodes x 1 h (streaming memory)")
+    parser.add_argument("--child", nargs=4, metavar=("CHANNELS", "SECONDS", "BATCH", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        c, s, b, w = args.child
-        print(json.dumps(many_electrodes(int(c), float(s), int(b), int(w))))
+        c, s, b, seed = args.child
+        print(json.dumps(many_electrodes(int(c), float(s), int(b), int(seed))))
         return
 
     params = SuperletParams()
@@ -83,24 +99,37 @@ def main() -> None:
     ref_seconds = 10.0 if args.quick else 60.0
     x_ref = rng.standard_normal(int(ref_seconds * SFREQ))
     x = rng.standard_normal((1, int(60 * SFREQ)))
+    batch16 = rng.standard_normal((16, int(60 * SFREQ)))
     reference = timed(lambda: original_method(x_ref, SFREQ, params)) * 60.0 / ref_seconds
-    cold = timed(lambda: superlet_transform(x, SFREQ, params, workers=1))  # first call builds the wavelet bank
-    warm = timed(lambda: superlet_transform(x, SFREQ, params, workers=1), repeats=3)
+    cold = timed(lambda: superlet_transform(x, SFREQ, params, workers=1))  # first call builds the plan
+    warm = timed(lambda: superlet_transform(x, SFREQ, params, workers=1), repeats=5)
+    warm64 = timed(lambda: superlet_transform(x, SFREQ, params, workers=1, dtype=np.float64), repeats=3)
+    batched = timed(lambda: superlet_transform(batch16, SFREQ, params, workers=1), repeats=2) / 16
+    torch_cpu = timed(lambda: superlet_transform(x, SFREQ, params, backend="torch", device="cpu"), repeats=3)
     print("1 electrode x 60 s at 2048 Hz, BrainBERT parameters, single thread")
-    print(f"{'method':46s} {'seconds':>8s} {'speed-up':>9s}")
+    print(f"{'method':52s} {'seconds':>8s} {'speed-up':>9s}")
     scaled = " (10 s, scaled)" if args.quick else ""
-    print(f"{'original method: fftconvolve per wavelet' + scaled:46s} {reference:8.2f} {1.0:9.1f}")
-    print(f"{'bids_brainbert, first call (builds bank)':46s} {cold:8.3f} {reference / cold:9.1f}")
-    print(f"{'bids_brainbert, bank cached (next channels)':46s} {warm:8.3f} {reference / warm:9.1f}")
-    print(f"electrode-hours per core-hour: {60 / warm / 60:.1f} (original: {60 / reference / 60:.3f})")
+    rows = [("original method: fftconvolve per wavelet" + scaled, reference),
+            ("bids_brainbert numpy float32, first call (plan)", cold),
+            ("bids_brainbert numpy float32, plan cached", warm),
+            ("bids_brainbert numpy float64, plan cached", warm64),
+            ("bids_brainbert numpy float32, per electrode in 16", batched),
+            ("bids_brainbert torch CPU float32, plan cached", torch_cpu)]
+    for name, seconds in rows:
+        print(f"{name:52s} {seconds:8.4f} {reference / seconds:9.1f}")
+    print(f"electrode-hours per core-hour: {1 / warm:.0f} single electrodes, {1 / batched:.0f} in batches of 16 "
+          f"(original: {1 / reference:.3f})")
     if args.quick:
         return
-    child = subprocess.run([sys.executable, __file__, "--child", "128", "600", "16", "2"], capture_output=True,
-                           text=True, check=True, env=dict(os.environ, OMP_NUM_THREADS="2"))
-    result = json.loads(child.stdout.strip().splitlines()[-1])
+    result = on_both_cores(128, 600, 16)
     hours = 128 * 600 / 3600
-    print(f"128 electrodes x 10 min, 2 threads, batches of 16: {result['seconds']:.1f} s, "
-          f"{hours / (result['seconds'] / 3600):.1f} electrode-hours per hour, peak RSS {result['peak_rss_mb']:.0f} MB")
+    print(f"128 electrodes x 10 min, 2 processes x 1 thread, batches of 16: {result['seconds']:.1f} s, "
+          f"{hours / (result['seconds'] / 3600):.0f} electrode-hours per hour, peak RSS "
+          f"{result['peak_rss_mb']:.0f} MB per process ({result['total_rss_mb']:.0f} MB both)")
+    if args.hour:
+        result = on_both_cores(128, 3600, 8)
+        print(f"128 electrodes x 1 h, 2 processes x 1 thread, batches of 8: {result['seconds']:.1f} s, peak RSS "
+              f"{result['peak_rss_mb']:.0f} MB per process ({result['total_rss_mb']:.0f} MB both)")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ class RunConfig:
     superlet_order_min: float = 3.0
     superlet_order_max: float = 30.0
     superlet_decimation: int = 50
+    superlet_mode: str = "adaptive"           # or "multiplicative"
+    superlet_backend: str = "auto"            # "auto": torch on CUDA when available, else numpy; "numpy"; "torch"
     stft_nperseg: int = 400
     stft_noverlap: int = 350
     stft_n_bins: int = 40
@@ -96,6 +98,22 @@ class RunConfig:
     validation_fraction: float = 0.1
     holdout_participant_label: list[str] = field(default_factory=list)
     checkpoint_every: int = 500
+
+    # group-level analyses (see workflows/analyses.py)
+    analysis: str = "all"                     # all | pretrain | decoding | dimensionality | reports
+    decoding_column: str = "trial_type"
+    decoding_contrast: list[str] = field(default_factory=list)     # "A,B" each; empty = one-vs-rest per value
+    decoding_window_s: float = 5.0
+    decoding_features: list[str] = field(default_factory=lambda: ["voltage", "superlet", "stft", "laplacian",
+                                                                   "embeddings"])
+    decoding_folds: int = 5
+    decoding_permutations: int = 100
+    data_efficiency_sizes: list[int] = field(default_factory=lambda: [50, 100, 200, 500, 1000])
+    data_efficiency_draws: int = 5
+    dimensionality_examples: int = 500
+    dimensionality_threshold: float = 0.95
+    atlas: Path | None = None
+    atlas_labels: Path | None = None
 
     def to_toml_dict(self) -> dict[str, Any]:
         """A TOML-serialisable dict (None values dropped, paths as strings)."""

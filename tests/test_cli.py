@@ -1,6 +1,7 @@
 """The command line end to end on BIDS datasets written with mne-bids: every flag and exit code."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -308,7 +309,13 @@ def test_real_gripforce_recording(tmp_path, capsys):
 
 
 def test_demo_command(tmp_path):
-    assert run("demo", tmp_path, "--small") == 0
+    previous = os.umask(0o022)
+    try:
+        assert run("demo", tmp_path, "--small") == 0
+    finally:
+        os.umask(previous)
     assert (tmp_path / "rawdata" / "dataset_description.json").exists()
+    # readable by others (a container writing it as another UID must not leave it private)
+    assert (tmp_path / "rawdata").stat().st_mode & 0o777 == 0o755
     derivatives = tmp_path / "derivatives" / "bids-brainbert"
     assert len(outputs_of(derivatives)) == len(index_recordings(tmp_path / "rawdata"))

@@ -1,6 +1,10 @@
 """Superlet and STFT front ends against independent direct implementations, and their properties."""
 
+import hashlib
 import math
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -147,6 +151,77 @@ def test_frame_times_and_output_kinds():
     np.testing.assert_allclose(power, magnitude ** 2, rtol=1e-10)
     with pytest.raises(ValueError, match="Nyquist"):
         superlet_transform(x, 40.0, params)
+
+
+def test_chunked_long_signal_equals_the_one_shot_transform():
+    sfreq = 2048.0
+    params = SuperletParams()
+    x = np.random.default_rng(11).standard_normal((2, int(150 * sfreq)))
+    one_shot = superlet_transform(x, sfreq, params, dtype=np.float64)
+    # chunks of 500 frames (12 s) each need 45 s of context on both sides for the 0.1 Hz superlet
+    chunked = superlet_transform(np.lib.stride_tricks.as_strided(x, writeable=False), sfreq, params,
+                                 dtype=np.float64, chunk_frames=500)
+    assert chunked.shape == one_shot.shape == (2, 40, 6144)
+    np.testing.assert_allclose(chunked, one_shot, rtol=1e-9)
+    chunked32 = superlet_transform(x, sfreq, params, dtype=np.float32, chunk_frames=1000)
+    np.testing.assert_allclose(chunked32, one_shot, rtol=1e-3)
+
+
+def test_torch_backend_matches_numpy_and_the_reference():
+    sfreq = 512.0
+    t = np.arange(4096) / sfreq
+    x = np.stack([np.random.default_rng(5).standard_normal(len(t)),
+                  sps.chirp(t, f0=2, t1=t[-1], f1=200, method="log")])
+    edge = edge_frames(sfreq, SMALL)
+    reference = interior(direct_superlet(x[0], sfreq, SMALL), edge)
+    for dtype, rtol, floor in ((np.float64, 1e-8, 1e-5), (np.float32, 1e-3, 1e-3)):
+        on_torch = superlet_transform(x, sfreq, SMALL, dtype=dtype, backend="torch", device="cpu")
+        assert on_torch.dtype == dtype
+        np.testing.assert_allclose(interior(on_torch[0], edge), reference, rtol=rtol)
+        # the chirp's silent cells are rounding noise in both backends: allowed a floor of each frequency's peak
+        on_numpy = superlet_transform(x, sfreq, SMALL, dtype=dtype)
+        allowed = 2 * rtol * on_numpy + floor * on_numpy.max(axis=-1, keepdims=True)
+        assert (np.abs(on_torch - on_numpy) <= allowed).all()
+    chunked = superlet_transform(x, sfreq, SMALL, dtype=np.float64, backend="torch", device="cpu", chunk_frames=70)
+    one_shot = superlet_transform(x, sfreq, SMALL, dtype=np.float64)
+    np.testing.assert_allclose(chunked[0], one_shot[0], rtol=1e-9)
+    assert (np.abs(chunked - one_shot) <= 1e-9 * one_shot + 1e-5 * one_shot.max(axis=-1, keepdims=True)).all()
+    with pytest.raises(ValueError, match="backend"):
+        superlet_transform(x, sfreq, SMALL, backend="jax")
+
+
+def test_multiplicative_mode_edge_trimming_and_zscoring():
+    sfreq = 512.0
+    x = np.random.default_rng(9).standard_normal(4096)
+    multiplicative = SuperletParams(**{**SMALL.to_dict(), "freqs_hz": SMALL.freqs_hz, "mode": "multiplicative"})
+    assert (multiplicative.orders() == SMALL.order_max).all()
+    edge = edge_frames(sfreq, multiplicative)
+    reference = interior(direct_superlet(x, sfreq, multiplicative), edge)
+    trimmed = superlet_transform(x, sfreq, multiplicative, dtype=np.float64, trim_edges=True)[0]
+    np.testing.assert_allclose(trimmed, reference, rtol=1e-8)
+    scored = superlet_transform(x, sfreq, multiplicative, dtype=np.float64, trim_edges=True, zscore=True)[0]
+    np.testing.assert_allclose(scored, (reference - reference.mean(1, keepdims=True))
+                               / reference.std(1, keepdims=True), atol=1e-7)
+    log = superlet_transform(x, sfreq, SuperletParams(**{**SMALL.to_dict(), "freqs_hz": SMALL.freqs_hz,
+                                                         "output": "log"}), dtype=np.float64)[0]
+    np.testing.assert_allclose(interior(log, edge_frames(sfreq, SMALL)),
+                               np.log(interior(direct_superlet(x, sfreq, SMALL), edge_frames(sfreq, SMALL))),
+                               atol=1e-8)
+
+
+def test_output_bits_do_not_depend_on_the_number_of_threads():
+    # a resumed or re-run job on another node must reproduce the derivative byte for byte
+    script = ("import hashlib, numpy as np; from bids_brainbert.transforms.superlet import superlet_transform, "
+              "SuperletParams; x = np.random.default_rng(4).standard_normal((3, 40960)).astype(np.float32); "
+              "print(hashlib.sha256(superlet_transform(x, 2048.0, SuperletParams()).tobytes()).hexdigest())")
+    digests = set()
+    for threads in ("1", "2"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        digests.add(subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                                   check=True).stdout.strip())
+    x = np.random.default_rng(4).standard_normal((3, 40960)).astype(np.float32)
+    digests.add(hashlib.sha256(superlet_transform(x, 2048.0, SuperletParams()).tobytes()).hexdigest())
+    assert len(digests) == 1
 
 
 def test_stft_matches_scipy_with_brainbert_parameters():

@@ -13,6 +13,7 @@ interrupted run) never sees a partial file.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ BIDS_VERSION = "1.10.0"
 # BIDS has no suffix for these: the validator is told to ignore them (REFERENCE §2).
 # (directory patterns without a trailing slash: the validator does not match "dir/")
 BIDSIGNORE_PATTERNS = ("*_spectrogram.npy", "*_spectrogram.json", "*_embeddings.npy", "*_embeddings.json",
-                       "*_embeddings.tsv", "sub-*/log", "*.html", "models", "figures")
+                       "*_embeddings.tsv", "sub-*/log", "*.html", "models", "figures", "logs", "task-*_desc-*")
 TMP_MARK = ".tmp-"
 
 
@@ -116,13 +117,17 @@ def sha256_of_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
 
 
 def container_info() -> dict[str, str] | None:
-    """The container we run in, if any (for GeneratedBy.Container)."""
-    if os.environ.get("BIDS_BRAINBERT_CONTAINER_TYPE"):
-        return {"Type": os.environ["BIDS_BRAINBERT_CONTAINER_TYPE"],
-                "Tag": os.environ.get("BIDS_BRAINBERT_CONTAINER_TAG", f"bids-brainbert:{__version__}")}
+    """The container we run in, if any (for GeneratedBy.Container).
+
+    Apptainer is checked first: a SIF converted from the Docker image still carries the image's
+    BIDS_BRAINBERT_CONTAINER_TYPE=docker, but Apptainer sets APPTAINER_CONTAINER at run time.
+    """
     if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
         image = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER", "")
         return {"Type": "singularity", "Tag": os.path.basename(image)}
+    if os.environ.get("BIDS_BRAINBERT_CONTAINER_TYPE"):
+        return {"Type": os.environ["BIDS_BRAINBERT_CONTAINER_TYPE"],
+                "Tag": os.environ.get("BIDS_BRAINBERT_CONTAINER_TAG", f"bids-brainbert:{__version__}")}
     if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
         return {"Type": "docker", "Tag": f"bids-brainbert:{__version__}"}
     return None
@@ -182,6 +187,20 @@ def _read_json_or_none(path: Path) -> Any:
 
 def bids_uri(recording: Recording, dataset_name: str = "raw") -> str:
     return f"bids:{dataset_name}:{recording.relative_path}"
+
+
+def remove_stale_temporaries(folder: Path, stem: str) -> list[Path]:
+    """Delete the temporary files a killed run left for the outputs named ``<stem>_desc-*`` in ``folder``.
+
+    A process killed between creating a temporary file and renaming it cannot clean up; the next run for the same
+    recording does. Only that recording's files are touched, so runs on other recordings (other processes, other
+    array tasks) sharing the folder are unaffected."""
+    removed = []
+    if folder.is_dir():
+        for stale in folder.glob(f".{glob.escape(stem)}_desc-*{TMP_MARK}*"):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
 
 
 def is_complete(paths: dict[str, Path]) -> bool:

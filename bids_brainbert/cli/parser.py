@@ -37,6 +37,27 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _min_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def _sampling_rate(text: str) -> float:
     """A rate in Hz, or 'native' (0 internally means: keep the recording's own rate)."""
     if text.lower() == "native":
@@ -100,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("--superlet-order-min", type=_positive_float, metavar="O", help="order at lowest frequency (3)")
     spec.add_argument("--superlet-order-max", type=_positive_float, metavar="O", help="order at highest frequency (30)")
     spec.add_argument("--superlet-decimation", type=_positive_int, metavar="N", help="output every Nth sample (50)")
+    spec.add_argument("--superlet-mode", choices=("adaptive", "multiplicative"),
+                      help="order rises with frequency (adaptive, BrainBERT) or is the highest everywhere")
+    spec.add_argument("--superlet-backend", choices=("auto", "numpy", "torch"),
+                      help="auto: torch on the --device GPU when one is available, else numpy (auto)")
     spec.add_argument("--stft-nperseg", type=_positive_int, metavar="N", help="STFT window length in samples (400)")
     spec.add_argument("--stft-noverlap", type=int, metavar="N", help="STFT window overlap in samples (350)")
     spec.add_argument("--stft-n-bins", type=_positive_int, metavar="N", help="STFT bins kept from 0 Hz (40)")
@@ -133,6 +158,32 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--holdout-participant-label", nargs="+", metavar="LABEL",
                        help="subjects left out of pretraining (generalization); embeddings are still written")
     group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (500)")
+
+    ana = parser.add_argument_group("group level: analyses and reports")
+    ana.add_argument("--analysis", choices=("all", "pretrain", "decoding", "dimensionality", "reports"),
+                     help="all: pretrain, embed, decode, dimensionality, reports; the others run alone from existing "
+                          "derivatives (pretrain = pretrain + embed); reports are refreshed after each")
+    ana.add_argument("--decoding-column", metavar="COLUMN", help="events.tsv column to decode (trial_type)")
+    ana.add_argument("--decoding-contrast", nargs="+", metavar="A,B",
+                     help="contrasts 'A,B' (A positive); default: each value against the rest")
+    ana.add_argument("--decoding-window-s", type=_positive_float, metavar="S",
+                     help="window centred on each onset (5, as BrainBERT)")
+    ana.add_argument("--decoding-features", nargs="+", choices=("voltage", "superlet", "stft", "laplacian", "embeddings"),
+                     help="features to decode (all)")
+    ana.add_argument("--decoding-folds", type=_min_two, metavar="K", help="outer folds when a subject has one run (5)")
+    ana.add_argument("--decoding-permutations", type=_non_negative_int, metavar="N",
+                     help="label permutations for chance level and p-values (100)")
+    ana.add_argument("--data-efficiency-sizes", type=_positive_int, nargs="+", metavar="N",
+                     help="training-set sizes (50 100 200 500 1000; those fitting the data are used)")
+    ana.add_argument("--data-efficiency-draws", type=_non_negative_int, metavar="N",
+                     help="random draws per size (5; 0 disables the curve)")
+    ana.add_argument("--dimensionality-examples", type=_positive_int, metavar="N",
+                     help="windows per electrode for PCA (500, as BrainBERT)")
+    ana.add_argument("--dimensionality-threshold", type=_fraction, metavar="F",
+                     help="explained-variance fraction defining the dimension (0.95)")
+    ana.add_argument("--atlas", type=Path, metavar="FILE.nii.gz",
+                     help="label image in the electrodes' space, for regions missing from electrodes.tsv")
+    ana.add_argument("--atlas-labels", type=Path, metavar="FILE.tsv", help="atlas label table (index, name)")
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import re
@@ -18,6 +19,7 @@ from ..bids.validation import validate_dataset
 from ..config import RunConfig, build_config, read_config_file, replace, seed_everything, write_config_toml
 from ..errors import (EXIT_OK, EXIT_PROCESSING_FAILURE, BadAnalysisLevelError, BidsBrainbertError,
                       UsageError)
+from ..threads import limit_threads
 from .parser import ANALYSIS_LEVELS, build_demo_parser, build_parser
 
 LOGGER = logging.getLogger("bids_brainbert")
@@ -47,13 +49,44 @@ def configure_logging(verbose: int) -> None:
 
 def parse_config(argv: list[str]) -> RunConfig:
     """Command line (+ optional TOML config file) -> RunConfig with absolute, checked paths."""
-    cli_values = vars(build_parser().parse_args(argv))
-    file_values = read_config_file(cli_values.pop("config_file")) if "config_file" in cli_values else {}
+    parser = build_parser()
+    cli_values = vars(parser.parse_args(argv))
+    file_values = {}
+    if "config_file" in cli_values:
+        path = cli_values.pop("config_file")
+        file_values = check_file_values(path, read_config_file(path), parser)
     config = build_config(cli_values, file_values)
     if config.analysis_level not in ANALYSIS_LEVELS:
         raise BadAnalysisLevelError(f"analysis level {config.analysis_level!r} is not one of "
                                     f"{', '.join(ANALYSIS_LEVELS)}")
     return resolve(config)
+
+
+def check_file_values(path: Path, values: dict, parser: argparse.ArgumentParser) -> dict:
+    """Config-file values pass the command line's own checks (type, range, choices): a TOML typo must fail here
+    with the file named, not as a crash in the middle of a run."""
+    actions = {action.dest: action for action in parser._actions}
+    checked = dict(values)
+    for name, value in values.items():
+        action = actions.get(name)
+        if action is None or action.nargs in ("+", "*"):   # positional fields and label lists: checked later
+            continue
+        if action.type is None and action.choices is None:  # flags (true/false) and counters
+            expected = int if isinstance(action, argparse._CountAction) else bool
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                wanted = "an integer" if expected is int else "true or false"
+                raise UsageError(f"{path}: {name} = {value!r}: expected {wanted}")
+            continue
+        try:
+            if isinstance(value, (bool, list, dict)):
+                raise ValueError("not a single value")
+            converted = action.type(str(value)) if action.type else value
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+            raise UsageError(f"{path}: {name} = {value!r}: invalid value ({exc})") from None
+        if action.choices is not None and converted not in action.choices:
+            raise UsageError(f"{path}: {name} = {value!r}: must be one of {', '.join(map(str, action.choices))}")
+        checked[name] = converted
+    return checked
 
 
 def _checked_labels(values: list[str], prefix: str, option: str) -> list[str]:
@@ -87,6 +120,8 @@ def resolve(config: RunConfig) -> RunConfig:
         model_label=_checked_labels([config.model_label], "desc", "--model-label")[0],
         model=Path(config.model).absolute() if config.model else None,
         init_model=Path(config.init_model).absolute() if config.init_model else None,
+        atlas=Path(config.atlas).absolute() if config.atlas else None,
+        atlas_labels=Path(config.atlas_labels).absolute() if config.atlas_labels else None,
     )
     if resolved.holdout_participant_label and resolved.model_label == RunConfig.model_label:
         # a model pretrained without some subjects must not overwrite (or be mistaken for) the full one
@@ -118,6 +153,7 @@ def check_output_writable(output_dir: Path) -> None:
 def run_app(argv: list[str]) -> int:
     config = parse_config(argv)
     configure_logging(config.verbose)
+    limit_threads(config.nprocs)  # containers and cluster jobs see more cores than they were given
     seed_everything(config.random_seed)
     source_description = check_dataset_root(config.bids_dir)
     if not config.skip_bids_validation:
@@ -127,16 +163,24 @@ def run_app(argv: list[str]) -> int:
     from ..workflows.participant import run_participant_level, spectrogram_paths_for
 
     model_source = find_model(config) if config.analysis_level == "participant" else None
-    if config.analysis_level == "group":
+    if config.analysis_level == "group" and config.analysis in ("all", "pretrain"):
         from ..workflows.group import training_files
 
         training_files(config, recordings)  # fails before anything is written if the participant level is missing
+    if config.analysis_level == "group" and config.analysis in ("all", "decoding", "dimensionality"):
+        from ..workflows.analyses import load_atlas
+
+        load_atlas(config.atlas, config.atlas_labels)  # a bad atlas fails before hours of pretraining
     if config.dry_run:
         print(f"bids-brainbert would process {len(recordings)} recording(s) into {config.output_dir}:")
         for recording in recordings:
             print(f"  {recording.relative_path} -> {spectrogram_paths_for(config, recording)['data']}")
         if config.analysis_level == "group":
-            print(f"  then pretrain a {config.model_size} model ({config.train_steps} steps) and embed every recording")
+            if config.analysis in ("all", "pretrain"):
+                print(f"  then pretrain a {config.model_size} model ({config.train_steps} steps) and embed every "
+                      "recording")
+            if config.analysis != "pretrain":
+                print(f"  then analyses ({config.analysis}) and reports (sub-<label>.html, group_ieeg.html)")
         elif model_source is None:
             print("  no model: spectrograms only (run the group level, or give --model, for embeddings)")
         return EXIT_OK
@@ -157,6 +201,9 @@ def run_app(argv: list[str]) -> int:
         LOGGER.info("processing %d recording(s) with %d process(es); run %s", len(recordings), config.nprocs,
                     run_id)
         outcomes = run_participant_level(config, recordings, run_id, model_source)
+        from ..workflows.analyses import write_subject_reports
+
+        write_subject_reports(config, recordings)   # OUTPUT_DIR/sub-<label>.html
     return report_outcomes(outcomes)
 
 
@@ -173,6 +220,12 @@ def report_outcomes(outcomes) -> int:
     return EXIT_OK
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def run_demo(argv: list[str]) -> int:
     from ..io.simulate import write_demo_dataset
 
@@ -187,6 +240,7 @@ def run_demo(argv: list[str]) -> int:
         out.mkdir(parents=True, exist_ok=True)
         # written beside its final place and renamed, so an interrupted demo never leaves half a dataset
         staging = Path(tempfile.mkdtemp(prefix=".rawdata.tmp-", dir=out))
+        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; a dataset is for others to read
         try:
             write_demo_dataset(staging, seed=args.random_seed, small=args.small)
             os.replace(staging, rawdata)

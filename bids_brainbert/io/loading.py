@@ -2,15 +2,25 @@
 
 Only SEEG and ECOG channels are analysed (DBS when asked for); channels marked ``status=bad`` in channels.tsv are
 dropped. The electrodes table (coordinates, region, group) is carried along so outputs can keep it.
+
+Before mne-bids reads a recording its BIDS tables are checked (UTF-8, one field per header column, required
+columns, unique channel names that match the file, a complete EDF/BDF/BrainVision data file), so that a
+malformed input fails with one line naming the offending file instead of a reader's traceback. After reading,
+channels that carry no usable signal (non-finite samples, a constant value, amplifier saturation) are left out
+like ``status=bad`` ones, with the reason recorded; a recording with no usable channel left fails.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import mne
 import mne_bids
@@ -48,10 +58,6 @@ class LoadedRecording:
         return {name: str(col[name]) for name in self.ch_names if name in col.index and pd.notna(col[name])}
 
 
-def _sidecar_path(recording: Recording, suffix: str) -> Path:
-    return recording.path.with_name(f"{recording.stem_entities}_{suffix}")
-
-
 def find_electrodes_file(recording: Recording) -> Path | None:
     """The electrodes.tsv that applies to this recording (same subject/session; any space, first sorted)."""
     ent = recording.entities
@@ -60,9 +66,183 @@ def find_electrodes_file(recording: Recording) -> Path | None:
     return candidates[0] if candidates else None
 
 
+def find_sidecar(recording: Recording, suffix: str) -> Path | None:
+    """The ``*_<suffix>`` file that applies to ``recording`` by the BIDS inheritance principle, within its folder:
+    the one whose entities are a subset of the recording's and the most specific of those (as mne-bids does)."""
+    own = set(recording.stem_entities.split("_"))
+    best: tuple[int, Path] | None = None
+    for candidate in recording.path.parent.glob(f"*_{suffix}"):
+        entities = candidate.name[: -len(suffix) - 1].split("_")
+        if set(entities) <= own and (best is None or len(entities) > best[0]):
+            best = (len(entities), candidate)
+    return best[1] if best else None
+
+
+def read_bids_tsv(path: Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A BIDS TSV as strings ("n/a" kept), after checking what pandas or mne-bids would silently accept or
+    report without naming the file: UTF-8, a header, the same number of fields on every line, required columns."""
+    content = path.read_bytes()
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RecordingError(f"{path}: not UTF-8 (byte 0x{content[exc.start]:02x} at offset {exc.start}); BIDS "
+                             "text files must be UTF-8 encoded") from None
+    lines = [line.rstrip("\r") for line in text.rstrip("\r\n").split("\n")]
+    if not lines[0].strip():
+        raise RecordingError(f"{path}: empty table (no header line)")
+    header = lines[0].split("\t")
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            raise RecordingError(f"{path}: line {number} has {len(fields)} tab-separated fields but the header has "
+                                 f"{len(header)} (ragged table)")
+    missing = [column for column in required if column not in header]
+    if missing:
+        raise RecordingError(f"{path}: missing required column(s) {', '.join(missing)}")
+    return pd.read_csv(io.StringIO(text), sep="\t", dtype=str, keep_default_na=False)
+
+
+def _duplicates(names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return sorted({name for name in names if name in seen or seen.add(name)})
+
+
+def read_channels_table(recording: Recording) -> tuple[Path, pd.DataFrame]:
+    path = find_sidecar(recording, "channels.tsv")
+    if path is None:
+        raise RecordingError(f"{recording.path}: no channels.tsv for this recording (required for iEEG: it gives "
+                             "the channel types)")
+    table = read_bids_tsv(path, ("name", "type"))
+    duplicated = _duplicates(table["name"].tolist())
+    if duplicated:
+        raise RecordingError(f"{path}: duplicate channel name(s) {', '.join(duplicated[:5])}")
+    return path, table
+
+
+def read_events_table(recording: Recording) -> tuple[Path, pd.DataFrame] | None:
+    """events.tsv of the recording, with numeric onsets checked (None when there is none)."""
+    path = find_sidecar(recording, "events.tsv")
+    if path is None:
+        return None
+    table = read_bids_tsv(path, ("onset", "duration"))
+    onsets = pd.to_numeric(table["onset"], errors="coerce")
+    if onsets.isna().any():
+        row = int(np.flatnonzero(onsets.isna().to_numpy())[0])
+        raise RecordingError(f"{path}: onset {table['onset'].iloc[row]!r} on line {row + 2} is not a number")
+    return path, table
+
+
+def check_events_inside(path: Path, table: pd.DataFrame, duration_s: float) -> None:
+    """Every event onset must lie within the recording: events.tsv of another run is a classic mix-up."""
+    onsets = pd.to_numeric(table["onset"]).to_numpy(dtype=float)
+    outside = (onsets < 0) | (onsets > duration_s)
+    if outside.any():
+        first = float(onsets[outside][0])
+        raise RecordingError(f"{path}: {int(outside.sum())} event onset(s) outside the recording (e.g. {first:g} s; "
+                             f"the recording lasts {duration_s:.3f} s): events of another run?")
+
+
+def _check_data_file_complete(recording: Recording) -> None:
+    """A truncated EDF/BDF (fewer data records than its header declares) or BrainVision file (a partial
+    sample) is read by MNE without complaint, silently shorter: refuse it."""
+    path = recording.path
+    if recording.extension in (".edf", ".bdf"):
+        with open(path, "rb") as fh:
+            header = fh.read(256)
+            try:
+                header_bytes, n_records, n_signals = int(header[184:192]), int(header[236:244]), int(header[252:256])
+                fh.seek(256 + n_signals * 216)
+                samples = [int(fh.read(8)) for _ in range(n_signals)]
+            except ValueError:
+                raise RecordingError(f"{path}: cannot be read (malformed {recording.extension[1:].upper()} "
+                                     "header)") from None
+        if n_records < 0:  # -1: unknown (recording not closed); the reader infers it from the size
+            return
+        sample_bytes = 3 if recording.extension == ".bdf" else 2
+        expected = header_bytes + n_records * sum(samples) * sample_bytes
+        size = path.stat().st_size
+        if size < expected:
+            record_bytes = max(sum(samples) * sample_bytes, 1)
+            raise RecordingError(f"{path}: truncated: its header declares {n_records} data records but the file "
+                                 f"holds {max(size - header_bytes, 0) // record_bytes} ({size} of {expected} bytes)")
+    elif recording.extension == ".vhdr":
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found = {key: re.search(rf"^{key}\s*=\s*(.+?)\s*$", text, re.MULTILINE)
+                 for key in ("DataFile", "NumberOfChannels", "BinaryFormat", "DataFormat")}
+        if found["DataFile"] is None:
+            raise RecordingError(f"{path}: cannot be read (no DataFile in the BrainVision header)")
+        data_file = path.parent / found["DataFile"].group(1)
+        if not data_file.is_file():
+            raise RecordingError(f"{path}: cannot be read: its data file {data_file.name} (DataFile in the header) "
+                                 "does not exist")
+        if found["DataFormat"] and found["DataFormat"].group(1).upper() != "BINARY":
+            return
+        width = {"INT_16": 2, "INT_32": 4, "IEEE_FLOAT_32": 4}.get(
+            found["BinaryFormat"].group(1).upper() if found["BinaryFormat"] else "", 0)
+        count = found["NumberOfChannels"].group(1) if found["NumberOfChannels"] else ""
+        n_channels = int(count) if count.isdigit() else 0  # a malformed count is left to the reader to report
+        if width and n_channels and data_file.stat().st_size % (width * n_channels):
+            raise RecordingError(f"{data_file}: truncated: {data_file.stat().st_size} bytes is not a whole number of "
+                                 f"samples of {n_channels} channels x {width} bytes")
+
+
+def _file_channel_names(recording: Recording) -> list[str]:
+    """Channel names in the data file's own header (the reader renames duplicates: those are refused)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        raw = mne.io.read_raw(recording.path, preload=False, verbose="warning")
+    for warning in caught:
+        if "not unique" in str(warning.message) or "duplicate" in str(warning.message).lower():
+            names = re.search(r"\{(.+?)\}", str(warning.message))
+            raise RecordingError(f"{recording.path}: duplicate channel name(s) in the file header "
+                                 f"{names.group(1) if names else ''}".rstrip())
+    return list(raw.ch_names)
+
+
+def check_bids_files(recording: Recording) -> tuple[Path, pd.DataFrame] | None:
+    """Check the recording's sidecars and data file before mne-bids reads them; returns its events table."""
+    sidecar = find_sidecar(recording, "ieeg.json")
+    if sidecar is not None:
+        try:
+            json.loads(sidecar.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RecordingError(f"{sidecar}: not valid JSON ({exc})") from None
+    channels_path, channels = read_channels_table(recording)
+    events = read_events_table(recording)
+    electrodes = find_electrodes_file(recording)  # mne-bids reads it (and its coordsystem.json) for the montage
+    if electrodes is not None:
+        read_bids_tsv(electrodes, ("name",))
+        coordsystem = electrodes.with_name(electrodes.name.replace("_electrodes.tsv", "_coordsystem.json"))
+        if coordsystem.exists():
+            try:
+                json.loads(coordsystem.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise RecordingError(f"{coordsystem}: not valid JSON ({exc})") from None
+    _check_data_file_complete(recording)
+    try:
+        in_file = _file_channel_names(recording)
+    except RecordingError:
+        raise
+    except Exception as exc:  # readers raise many types; the user needs the file and the reason
+        raise RecordingError(f"{recording.path}: cannot be read ({_first_line(exc)})") from exc
+    in_table = channels["name"].tolist()
+    if in_file != in_table and set(in_file) != set(in_table):
+        only_table = [n for n in in_table if n not in set(in_file)]
+        only_file = [n for n in in_file if n not in set(in_table)]
+        raise RecordingError(f"{channels_path}: channel names do not match {recording.path.name} (only in "
+                             f"channels.tsv: {', '.join(only_table[:5]) or '-'}; only in the file: "
+                             f"{', '.join(only_file[:5]) or '-'})")
+    return events
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def read_line_frequency(recording: Recording) -> float | None:
-    sidecar = _sidecar_path(recording, "ieeg.json")
-    if not sidecar.exists():
+    sidecar = find_sidecar(recording, "ieeg.json")
+    if sidecar is None:
         return None
     try:
         value = json.loads(sidecar.read_text(encoding="utf-8")).get("PowerLineFrequency")
@@ -73,21 +253,53 @@ def read_line_frequency(recording: Recording) -> float | None:
     return None
 
 
-def read_raw(recording: Recording) -> mne.io.BaseRaw:
-    """mne-bids read of the recording; any reader failure becomes a one-line RecordingError."""
+@contextmanager
+def _without_sidecar_locks() -> Iterator[None]:
+    """Let mne-bids read without its file locks.
+
+    Recent mne-bids (0.20 here) locks every sidecar it opens, even to read, by creating ``<file>.lock`` beside
+    it: that writes into the input dataset (which must only be read), and a run killed meanwhile leaves the lock
+    file there. We only read, and never concurrently with a writer, so reads go unlocked. This uses mne-bids' private
+    ``_fileio._get_lock_context``; ``tests/test_resume.py`` proves no file under the input is opened for writing,
+    so a change there is caught."""
+    try:
+        from mne_bids import _fileio
+    except ImportError:  # an mne-bids without locking
+        yield
+        return
+    locked = getattr(_fileio, "_get_lock_context", None)
+    if locked is None:
+        yield
+        return
+
+    def unlocked(path, *, timeout=None, lock=True):
+        return locked(path, timeout=timeout, lock=False)
+
+    _fileio._get_lock_context = unlocked
+    try:
+        yield
+    finally:
+        _fileio._get_lock_context = locked
+
+
+def read_raw(recording: Recording, checked: bool = False) -> mne.io.BaseRaw:
+    """mne-bids read of the recording; any reader failure becomes a one-line RecordingError.
+
+    ``checked``: :func:`check_bids_files` was already run."""
     if recording.extension in UNREADABLE_EXTENSIONS:
         raise RecordingError(f"{recording.path}: {recording.extension} recordings cannot be read (supported: "
                              "EDF, BDF, BrainVision, EEGLAB)")
+    if not checked:
+        check_bids_files(recording)
     bids_path = mne_bids.get_bids_path_from_fname(recording.path, check=False)
     bids_path.update(root=_root_of(recording), datatype="ieeg")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _without_sidecar_locks():
             warnings.simplefilter("ignore")
             raw = mne_bids.read_raw_bids(bids_path, verbose="error")
             raw.load_data(verbose="error")
     except Exception as exc:  # readers raise many types; the user needs the file and the reason
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RecordingError(f"{recording.path}: cannot be read ({reason})") from exc
+        raise RecordingError(f"{recording.path}: cannot be read ({_first_line(exc)})") from exc
     return raw
 
 
@@ -116,9 +328,8 @@ def select_channels(raw: mne.io.BaseRaw, include_dbs: bool) -> tuple[list[str], 
 def read_electrodes(path: Path | None) -> pd.DataFrame | None:
     if path is None:
         return None
+    read_bids_tsv(path, ("name",))  # UTF-8, rectangular, a name column (checked before mne-bids reads it too)
     table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype={"name": str})
-    if "name" not in table.columns:
-        raise RecordingError(f"{path}: electrodes.tsv has no 'name' column")
     return table.set_index("name", drop=False)
 
 
@@ -143,25 +354,82 @@ def warn_if_implausible_amplitude(recording: Recording, data: np.ndarray) -> flo
     return typical
 
 
+def check_fits_analysis(recording: Recording, loaded: LoadedRecording, config) -> None:
+    """The recording must hold one analysis window (BrainBERT's input, ``--embedding-window-s``) and its own
+    sampling rate must resolve the highest analysed frequency: resampling to 2048 Hz adds no content above the
+    recording's Nyquist frequency, so a spectrogram there would be empty, not measured."""
+    duration = loaded.data.shape[1] / loaded.sfreq
+    if duration < config.embedding_window_s:
+        raise RecordingError(f"{recording.path}: recording is {duration:.3g} s long, shorter than one "
+                             f"{config.embedding_window_s:g} s analysis window (--embedding-window-s)")
+    if config.spectrogram == "stft":
+        rate = config.sampling_rate or loaded.sfreq
+        highest, option = (config.stft_n_bins - 1) * rate / config.stft_nperseg, "--stft-n-bins"
+    else:
+        highest, option = config.superlet_freq_max, "--superlet-freq-max"
+    nyquist = loaded.sfreq / 2
+    if highest >= nyquist:
+        raise RecordingError(f"{recording.path}: sampling rate {loaded.sfreq:g} Hz (Nyquist {nyquist:g} Hz) cannot "
+                             f"resolve the highest {config.spectrogram} frequency {highest:g} Hz (lower {option})")
+
+
+# A channel is saturated (clipped) when more than this fraction of its samples sit exactly on its minimum or
+# maximum value: a continuous signal touches its extremes at a handful of samples, an amplifier at its rails
+# stays there for whole stretches.
+CLIPPED_FRACTION = 0.01
+
+
+def unusable_channels(names: list[str], data: np.ndarray) -> dict[str, str]:
+    """Channels without a usable signal, and why: any non-finite sample (the transform would spread it over the
+    whole channel), a constant value (disconnected, or zeroed by the acquisition software) or saturation."""
+    reasons: dict[str, str] = {}
+    for name, row in zip(names, data):
+        finite = np.isfinite(row)
+        if not finite.all():
+            reasons[name] = f"{int((~finite).sum())} of {row.size} samples are NaN or infinite"
+            continue
+        low, high = row.min(), row.max()
+        if low == high:
+            reasons[name] = "flat (constant signal)"
+            continue
+        at_limits = int(np.count_nonzero((row == low) | (row == high)))
+        if at_limits > CLIPPED_FRACTION * row.size:
+            reasons[name] = (f"clipped ({100 * at_limits / row.size:.1f}% of samples at its minimum or maximum: "
+                             "amplifier saturation)")
+    return reasons
+
+
 def load_recording(recording: Recording, include_dbs: bool = False) -> LoadedRecording:
     """Load the analysed channels of a recording. Raises RecordingError with a one-line reason."""
-    raw = read_raw(recording)
+    # an unreadable format is refused by read_raw before its sidecars matter
+    events_table = None if recording.extension in UNREADABLE_EXTENSIONS else check_bids_files(recording)
+    raw = read_raw(recording, checked=True)
+    if events_table is not None:
+        check_events_inside(*events_table, duration_s=raw.n_times / raw.info["sfreq"])
     keep, dropped = select_channels(raw, include_dbs)
+    kinds = "SEEG/ECOG" + ("/DBS" if include_dbs else "")
     if not keep:
-        kinds = "SEEG/ECOG" + ("/DBS" if include_dbs else "")
         raise RecordingError(f"{recording.path}: no usable {kinds} channel (all other types or marked bad)")
     picked = raw.copy().pick(keep)
     data = picked.get_data().astype(np.float64, copy=False)  # MNE stores SI units: volts
+    unusable = unusable_channels(list(picked.ch_names), data)
+    if unusable:
+        if len(unusable) == len(keep):
+            shown = "; ".join(f"{name}: {reason}" for name, reason in list(unusable.items())[:3])
+            more = f" and {len(unusable) - 3} more" if len(unusable) > 3 else ""
+            raise RecordingError(f"{recording.path}: no usable {kinds} channel ({shown}{more})")
+        LOGGER.warning("%s: %d channel(s) without a usable signal left out: %s", recording.path, len(unusable),
+                       "; ".join(f"{name}: {reason}" for name, reason in unusable.items()))
+        dropped.update(unusable)
+        picked.drop_channels(list(unusable))
+        data = data[[i for i, name in enumerate(keep) if name not in unusable]]
     warn_if_implausible_amplitude(recording, data)
     electrodes_file = find_electrodes_file(recording)
     coordsystem = None
     if electrodes_file is not None:
         candidate = electrodes_file.with_name(electrodes_file.name.replace("_electrodes.tsv", "_coordsystem.json"))
-        if candidate.exists():
-            try:
-                coordsystem = json.loads(candidate.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                LOGGER.warning("%s: not valid JSON, coordinate system not recorded", candidate)
+        if candidate.exists():  # valid JSON: check_bids_files made sure
+            coordsystem = json.loads(candidate.read_text(encoding="utf-8"))
     return LoadedRecording(
         data=data,
         sfreq=float(raw.info["sfreq"]),

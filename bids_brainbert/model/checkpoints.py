@@ -301,6 +301,14 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     return model.to(device).eval(), config, meta
 
 
+def check_input_width(config: ModelConfig, n_freqs: int, source: str | os.PathLike) -> None:
+    """A model reads frames of exactly ``config.n_freqs`` frequencies: refuse one that does not fit the configured
+    spectrogram before anything is written (otherwise every recording would fail inside the forward pass)."""
+    if config.n_freqs != n_freqs:
+        raise CheckpointError(f"{source}: wrong input shape: the model takes {config.n_freqs} frequencies per frame, "
+                              f"the configured spectrogram has {n_freqs}")
+
+
 def _load_state_strict(model: BrainBertPretrainModel, state: Mapping[str, torch.Tensor], source: Path) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -499,7 +507,8 @@ def load_published_checkpoint(path: str | os.PathLike) -> BrainBertPretrainModel
 
 
 __all__ = [
-    "CheckpointError", "EXIT_CHECKPOINT", "load_checkpoint", "load_published_checkpoint", "load_training_state",
+    "CheckpointError", "EXIT_CHECKPOINT", "check_input_width", "load_checkpoint", "load_published_checkpoint",
+    "load_training_state",
     "model_card", "published_model_config", "published_state_dict_to_ours", "save_checkpoint",
     "save_training_state", "software_versions", "weights_sha256",
 ]

@@ -30,6 +30,8 @@ class SpectrogramFrontEnd:
     params: dict[str, Any]         # JSON-serialisable parameters, for sidecars
     _superlet: SuperletParams | None = None
     _stft: StftParams | None = None
+    _backend: str = "numpy"
+    _device: str | None = None
 
     def n_frames(self, n_samples: int) -> int:
         if self._superlet is not None:
@@ -43,9 +45,23 @@ class SpectrogramFrontEnd:
     def transform(self, signal: np.ndarray) -> np.ndarray:
         """(n_channels, n_samples) volts -> (n_channels, n_freqs, n_frames) float32 magnitude."""
         if self._superlet is not None:
-            return superlet_transform(signal, self.sfreq, self._superlet, dtype=np.float32)
-        spec, _, _ = stft_spectrogram(signal, self.sfreq, **self._stft_kwargs())
+            return superlet_transform(signal, self.sfreq, self._superlet, dtype=np.float32, backend=self._backend,
+                                      device=self._device)
+        spec, _, _ = stft_spectrogram(np.asarray(signal, dtype=np.float64), self.sfreq, **self._stft_kwargs())
         return spec.astype(np.float32, copy=False)
+
+
+def superlet_backend(config: RunConfig) -> tuple[str, str | None]:
+    """(backend, device) for the superlet: torch on a GPU when asked for or, with 'auto', when one is present."""
+    if config.superlet_backend == "numpy":
+        return "numpy", None
+    import torch
+
+    gpu = torch.cuda.is_available() and config.device != "cpu"
+    device = (None if config.device == "auto" else config.device) if gpu else "cpu"
+    if config.superlet_backend == "torch":
+        return "torch", device
+    return ("torch", device) if gpu else ("numpy", None)
 
 
 def spectrogram_front_end(config: RunConfig, sfreq: float, source: str = "") -> SpectrogramFrontEnd:
@@ -63,11 +79,14 @@ def spectrogram_front_end(config: RunConfig, sfreq: float, source: str = "") -> 
             order_min=config.superlet_order_min,
             order_max=config.superlet_order_max,
             decimation=config.superlet_decimation,
+            mode=config.superlet_mode,
         )
+        backend, device = superlet_backend(config)
         return SpectrogramFrontEnd(
             kind="superlet", sfreq=sfreq, freqs_hz=np.asarray(params.freqs_hz),
             frame_rate_hz=sfreq / params.decimation, first_frame_time_s=0.0,
-            edge_frames=edge_frames(sfreq, params), params=params.to_dict(), _superlet=params,
+            edge_frames=edge_frames(sfreq, params), params={**params.to_dict(), "backend": backend},
+            _superlet=params, _backend=backend, _device=device,
         )
     if config.spectrogram == "stft":
         params = StftParams(nperseg=config.stft_nperseg, noverlap=config.stft_noverlap, n_bins=config.stft_n_bins)

@@ -1,221 +1,174 @@
-"""Fractional adaptive superlet transform (Moca et al. 2021), exact and fast.
+"""Fractional adaptive superlet transform (Moca et al. 2021), exact and fast, on numpy or torch.
 
-Definition (BrainBERT's parameters by default): for frequency ``f`` the order ``o(f)`` rises linearly from
-``order_min`` at the lowest to ``order_max`` at the highest frequency (adaptive) or is ``order_max`` everywhere
-(multiplicative). The superlet response is the geometric mean of the magnitudes of Morlet responses with
-``c1 * i`` cycles, i = 1..ceil(o), the last one weighted by the fractional part of ``o``::
+Definition and parameters: :mod:`.superlet_params` (BrainBERT's by default). Every output frame ``j`` is the
+superlet at sample ``j * decimation`` of a 'same'-mode convolution with zeros outside the signal; a sinusoid of
+amplitude A at an analysed frequency gives A/2.
 
-    S(f, t) = ( prod_{i < ceil(o)} |x * psi_{f, c1 i}|(t) * |x * psi_{f, c1 ceil(o)}|(t) ** frac ) ** (1 / o)
+How it is fast (see :mod:`.superlet_numpy`): one FFT per channel; each wavelet's spectrum is an analytic Gaussian,
+so its response is the band of the signal's spectrum around its frequency times that Gaussian; the band is folded
+onto M = N / decimation bins and inverted at the output rate directly. The original computes every wavelet at full
+rate by FFT convolution. Wavelets may be split into two classes by how far they reach in time, so that the many short
+(high-frequency) wavelets are not computed over the long zero padding that the few 0.1 Hz ones need.
 
-with ``frac = o - floor(o)`` (1 when ``o`` is whole). A Morlet wavelet with ``c`` cycles is a complex exponential
-at ``f`` under a Gaussian of standard deviation ``c / (k_sd f)`` seconds, normalised to unit area, so a sinusoid of
-amplitude A at ``f`` gives a response of magnitude A/2. Convolutions are 'same'-mode with zeros outside the signal.
-
-Speed: the signal is Fourier transformed once; each wavelet's spectrum is an analytic Gaussian, so its response
-is the band of the signal's spectrum around ``f`` times that Gaussian. Because only the magnitude is kept, the band
-is shifted to zero frequency (which changes only the phase) and inverted at the decimated length (a few times more
-when the band is wider than the decimated rate), giving the response exactly at every ``decimation``-th sample
-without ever forming it at full rate. The original computes every wavelet at full rate by FFT convolution.
+How memory stays bounded: a recording longer than ``chunk_frames`` output frames is cut into chunks of that many
+frames, each transformed with enough signal on both sides for the wavelets at hand (overlap-save), so the work
+arrays never depend on the recording's length and the result equals the one-shot transform.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import fft as spfft
 
-# The Gaussian spectrum is kept where it exceeds exp(-TAIL**2 / 2) ~ 6e-13 of its peak: below float64 precision
-# for the sums involved, so dropping the rest changes nothing at the 1e-8 level.
-TAIL_SD = 7.5
-# Frames within this many wavelet standard deviations of an end see the zero padding (reported as EdgeFrames).
-EDGE_SD = 3.0
-WAVELETS_PER_BLOCK = 32
-# Largest complex work array of one inverse-FFT call (elements): 2**24 complex64 = 128 MiB.
-MAX_WORK_ELEMENTS = 2 ** 24
+from .superlet_numpy import direct_log_superlet, folded_log_superlet
+from .superlet_params import (EDGE_SD, SuperletParams, edge_frames, longest_wavelet_sd_s,  # noqa: F401 (API)
+                              morlet_sd_s, superlet_frame_times, wavelet_set)
+from .superlet_plan import (TAIL_SD, fft_length, padding_samples, sampled_morlet_spectrum,  # noqa: F401
+                            DirectPlan, direct_plan, is_direct, superlet_plan, wavelet_context_samples)
 
-
-@dataclass(frozen=True)
-class SuperletParams:
-    """Superlet settings; frequencies in Hz. ``decimation``: output frame j is the response at sample j*decimation."""
-
-    freqs_hz: tuple[float, ...] = tuple(np.linspace(0.1, 200.0, 40).tolist())
-    base_cycles: float = 1.0
-    order_min: float = 3.0
-    order_max: float = 30.0
-    mode: str = "adaptive"          # "adaptive" (order rises with frequency) or "multiplicative" (order_max everywhere)
-    decimation: int = 50
-    output: str = "magnitude"       # "magnitude" | "power" | "log" (natural log of magnitude, floored at 1e-30)
-    k_sd: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("adaptive", "multiplicative"):
-            raise ValueError(f"superlet mode must be adaptive or multiplicative, got {self.mode!r}")
-        if self.output not in ("magnitude", "power", "log"):
-            raise ValueError(f"superlet output must be magnitude, power or log, got {self.output!r}")
-        if min(self.freqs_hz) <= 0 or self.order_min < 1 or self.order_max < self.order_min or self.decimation < 1:
-            raise ValueError("superlet frequencies must be > 0, orders >= 1 and increasing, decimation >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["freqs_hz"] = [float(f) for f in self.freqs_hz]
-        return out
-
-    def orders(self) -> np.ndarray:
-        """Superlet order of every frequency."""
-        freqs = np.asarray(self.freqs_hz, dtype=float)
-        if self.mode == "multiplicative" or len(freqs) == 1 or freqs.max() == freqs.min():
-            return np.full(len(freqs), float(self.order_max))
-        fraction = (freqs - freqs.min()) / (freqs.max() - freqs.min())
-        return self.order_min + (self.order_max - self.order_min) * fraction
-
-
-def wavelet_set(order: float, base_cycles: float) -> list[tuple[float, float]]:
-    """(cycles, exponent) of the Morlet wavelets making up one superlet of (fractional) ``order``."""
-    count = int(math.ceil(order - 1e-12))
-    fraction = order - math.floor(order + 1e-12)
-    exponents = [1.0] * count
-    if fraction > 1e-12:
-        exponents[-1] = fraction
-    return [(base_cycles * (i + 1), e / order) for i, e in enumerate(exponents)]
-
-
-def morlet_sd_s(freq_hz: float, cycles: float, k_sd: float) -> float:
-    """Standard deviation (seconds) of the Gaussian envelope of a Morlet wavelet."""
-    return cycles / (k_sd * freq_hz)
-
-
-def longest_wavelet_sd_s(params: SuperletParams) -> float:
-    orders = params.orders()
-    return max(morlet_sd_s(f, params.base_cycles * math.ceil(o - 1e-12), params.k_sd)
-               for f, o in zip(params.freqs_hz, orders))
-
-
-def edge_frames(sfreq: float, params: SuperletParams) -> int:
-    """Output frames at each end within EDGE_SD standard deviations of the longest wavelet (zero-padding zone)."""
-    return int(math.ceil(EDGE_SD * longest_wavelet_sd_s(params) * sfreq / params.decimation))
-
-
-def superlet_frame_times(n_samples: int, sfreq: float, decimation: int) -> np.ndarray:
-    """Time in seconds of each output frame (frame j is sample j*decimation)."""
-    return np.arange(-(-n_samples // decimation)) * decimation / sfreq
-
-
-@dataclass(frozen=True)
-class _Block:
-    """Wavelets sharing one inverse-FFT length, with everything precomputed for a fixed FFT length."""
-
-    length: int                     # inverse FFT length M = upsample * n_fft / decimation
-    upsample: int                   # keep every upsample-th output sample
-    freq_index: np.ndarray          # (n_w,) which frequency each wavelet contributes to
-    exponent: np.ndarray            # (n_w,) weight of log|response| in the superlet's geometric mean
-    source: np.ndarray              # (n_w, width) bins of the signal spectrum, width = widest band in block
-    dest: np.ndarray                # (n_w, width) bins of the shifted band in the M-point array (M = unused)
-    gain: np.ndarray                # (n_w, width) Gaussian spectrum values (0 where padded)
-
-
-def sampled_morlet_spectrum(freqs_hz: np.ndarray, centre_hz: float, sd_hz: float, sfreq: float) -> np.ndarray:
-    """Spectrum of a unit-area Morlet wavelet sampled at ``sfreq``: the Gaussian around ``centre_hz`` plus its
-    aliased images one and two sampling rates away (which matter only for wavelets shorter than a few samples)."""
-    images = np.arange(-2, 3)[:, None] * sfreq
-    return np.exp(-0.5 * ((freqs_hz[None, :] - centre_hz + images) / sd_hz) ** 2).sum(axis=0)
-
-
-@lru_cache(maxsize=8)
-def _wavelet_bank(n_fft: int, sfreq: float, params: SuperletParams, complex_dtype: str) -> tuple[_Block, ...]:
-    """Spectral bands and gains of every wavelet for an FFT of ``n_fft`` samples (cached: shared by channels)."""
-    n_out = n_fft // params.decimation
-    df = sfreq / n_fft
-    entries = []  # (upsample, freq index, exponent, k0, half band, sd_f)
-    for fi, (freq, order) in enumerate(zip(params.freqs_hz, params.orders())):
-        k0 = int(round(freq / df))
-        for cycles, exponent in wavelet_set(order, params.base_cycles):
-            sd_f = 1.0 / (2.0 * math.pi * morlet_sd_s(freq, cycles, params.k_sd))  # Hz
-            half = min(int(math.ceil(TAIL_SD * sd_f / df)) + 1, n_fft // 2)
-            upsample = max(1, int(math.ceil(min(2 * half + 1, n_fft) / n_out)))
-            entries.append((upsample, fi, exponent, k0, half, sd_f, freq))
-    entries.sort(key=lambda e: (e[0], e[4]))
-    blocks = []
-    for start in range(0, len(entries), WAVELETS_PER_BLOCK):
-        chunk = entries[start:start + WAVELETS_PER_BLOCK]
-        upsample = max(e[0] for e in chunk)
-        length = upsample * n_out
-        width = max(min(2 * e[4] + 1, n_fft) for e in chunk) + 1
-        source = np.zeros((len(chunk), width), dtype=np.int64)
-        dest = np.full((len(chunk), width), length, dtype=np.int64)  # padding goes to a spare bin past the end
-        gain = np.zeros((len(chunk), width), dtype=np.float64)
-        for row, (_, _, _, k0, half, sd_f, freq) in enumerate(chunk):
-            if 2 * half + 1 >= n_fft - 1:  # a band as wide as the spectrum: take every bin once
-                offsets = np.arange(-(n_fft // 2), n_fft - n_fft // 2)
-            else:
-                offsets = np.arange(-half, half + 1)
-            source[row, :len(offsets)] = (k0 + offsets) % n_fft
-            dest[row, :len(offsets)] = offsets % length
-            gain[row, :len(offsets)] = sampled_morlet_spectrum((k0 + offsets) * df, freq, sd_f, sfreq)
-        blocks.append(_Block(length, upsample, np.array([e[1] for e in chunk]), np.array([e[2] for e in chunk]),
-                             source, dest, gain.astype(np.dtype(complex_dtype).type(0).real.dtype)))
-    return tuple(blocks)
-
-
-def fft_length(n_samples: int, sfreq: float, params: SuperletParams) -> int:
-    """A fast FFT length, multiple of the decimation, with room for the longest wavelet's tails as zeros."""
-    pad = int(math.ceil(TAIL_SD * longest_wavelet_sd_s(params) * sfreq))
-    blocks = -(-(n_samples + pad) // params.decimation)
-    return spfft.next_fast_len(blocks, real=False) * params.decimation
-
-
-def _accumulate_block(log_sum: np.ndarray, spectrum: np.ndarray, block: _Block, wavelets: slice, n_fft: int,
-                      n_frames: int, complex_dtype: type, dtype: type, workers: int | None) -> None:
-    """Add the weighted log-magnitudes of some of a block's wavelets into ``log_sum`` (channels, freqs, frames)."""
-    source, dest, gain = block.source[wavelets], block.dest[wavelets], block.gain[wavelets]
-    banded = np.zeros((spectrum.shape[0], len(source), block.length + 1), dtype=complex_dtype)
-    banded[:, np.arange(len(source))[:, None], dest] = spectrum[:, source] * gain
-    response = spfft.ifft(banded[..., :-1], axis=-1, workers=workers, overwrite_x=True)
-    # the inverse at M points of N-point bins: scale M/N restores the full-rate amplitude
-    magnitude = np.abs(response[..., ::block.upsample][..., :n_frames]) * (block.length / n_fft)
-    tiny = np.finfo(dtype).tiny
-    weighted = np.log(np.maximum(magnitude, tiny)) * block.exponent[wavelets][None, :, None]
-    np.add.at(log_sum, (slice(None), block.freq_index[wavelets]), weighted.astype(dtype, copy=False))
+# Output frames per chunk for long recordings: 24,576 frames are 10 min at BrainBERT's 40.96 frames/s, long
+# enough that the context on both sides (36-45 s for a 0.1 Hz superlet) costs little extra work.
+CHUNK_FRAMES = 24576
+BACKENDS = ("numpy", "torch")
 
 
 def superlet_transform(signal: np.ndarray, sfreq: float, params: SuperletParams = SuperletParams(), *,
-                       dtype: type = np.float32, workers: int | None = None) -> np.ndarray:
+                       dtype: type = np.float32, workers: int | None = None, backend: str = "numpy",
+                       device: Any = None, chunk_frames: int = CHUNK_FRAMES, trim_edges: bool = False,
+                       zscore: bool = False) -> np.ndarray:
     """Superlet spectrogram of every channel.
 
     Parameters
     ----------
     signal : (n_channels, n_samples) or (n_samples,) real array (any unit; the output has the same unit).
+        May be a memory map: only one chunk is read at a time.
     sfreq : sampling rate in Hz.
-    params : :class:`SuperletParams`.
+    params : :class:`SuperletParams` (frequencies in Hz, orders, decimation, output kind).
     dtype : np.float32 (complex64 arithmetic) or np.float64 (complex128).
     workers : threads for the FFTs (scipy.fft); None = scipy's default.
+    backend : "numpy" (scipy.fft) or "torch" (``device``: "cpu", "cuda", ...; CUDA when available if None).
+    chunk_frames : output frames computed per chunk (bounds memory for long recordings).
+    trim_edges : drop the :func:`edge_frames` at each end (influenced by the zero padding).
+    zscore : standardise each channel's frequency rows over time (after the output kind is applied).
 
     Returns
     -------
-    (n_channels, n_freqs, ceil(n_samples / decimation)) array of ``dtype``.
+    (n_channels, n_freqs, n_frames) array of ``dtype``; n_frames = ceil(n_samples / decimation), less
+    2 * edge_frames when trimming.
     """
-    x = np.atleast_2d(np.asarray(signal, dtype=np.float64))
+    x = signal if getattr(signal, "ndim", 0) == 2 else np.atleast_2d(np.asarray(signal))
     n_channels, n_samples = x.shape
     if max(params.freqs_hz) >= sfreq / 2:
         raise ValueError(f"superlet frequency {max(params.freqs_hz)} Hz is not below Nyquist ({sfreq / 2} Hz)")
-    complex_dtype = np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
-    n_fft = fft_length(n_samples, sfreq, params)
-    n_frames = -(-n_samples // params.decimation)
-    spectrum = spfft.fft(x, n=n_fft, axis=-1, workers=workers).astype(complex_dtype, copy=False)
+    if backend not in BACKENDS:
+        raise ValueError(f"superlet backend must be one of {BACKENDS}, got {backend!r}")
+    dtype = np.dtype(dtype)
+    decimation = params.decimation
+    n_frames = -(-n_samples // decimation)
+    one_shot = n_frames <= chunk_frames
+    chunk_frames = min(chunk_frames, n_frames)
+    kernel = _kernel(backend, device, workers, decimation)
+    passes = []  # (plan, context samples) per wavelet class
+    for low, high in _context_classes(n_samples if one_shot else chunk_frames * decimation, not one_shot, sfreq,
+                                      params, dtype):
+        context = -(-high // decimation) * decimation
+        core = n_samples if one_shot else chunk_frames * decimation + context
+        plan = superlet_plan(fft_length(core, context, decimation), float(sfreq), params, dtype.name, (low, high))
+        if plan is not None:
+            passes.append((plan, context))
+    short = direct_plan(float(sfreq), params, dtype.name)
+    if short is not None:
+        passes.append((short, -(-short.half_taps // decimation) * decimation))
     log_sum = np.zeros((n_channels, len(params.freqs_hz), n_frames), dtype=dtype)
-    for block in _wavelet_bank(n_fft, float(sfreq), params, np.dtype(complex_dtype).name):
-        # bounded work arrays: (channels x wavelets) rows of M+1 bins per inverse FFT call
-        rows_per_call = max(1, MAX_WORK_ELEMENTS // (block.length + 1))
-        w_step = min(len(block.freq_index), rows_per_call)
-        c_step = max(1, rows_per_call // w_step)
-        for c0 in range(0, n_channels, c_step):
-            for w0 in range(0, len(block.freq_index), w_step):
-                _accumulate_block(log_sum[c0:c0 + c_step], spectrum[c0:c0 + c_step], block,
-                                  slice(w0, w0 + w_step), n_fft, n_frames, complex_dtype, dtype, workers)
+    for first in range(0, n_frames, chunk_frames):
+        frames = min(chunk_frames, n_frames - first)
+        for plan, context in passes:
+            if one_shot:  # the signal at the start of the FFT, zeros after it stand for zeros on both sides
+                log_sum += kernel(np.asarray(x, dtype=dtype), plan, n_frames)
+                continue
+            # the chunk's first output sample sits `context` samples into the segment (a multiple of decimation)
+            segment = _segment_with_context(x, first * decimation, frames * decimation, context, dtype)
+            skip = context // decimation
+            log_sum[:, :, first:first + frames] += kernel(segment, plan, skip + frames)[:, :, skip:]
+    return _finish(log_sum, params, sfreq, trim_edges, zscore)
+
+
+def _context_classes(n_core: int, chunked: bool, sfreq: float, params: SuperletParams, dtype: np.dtype
+                     ) -> list[tuple[int, int]]:
+    """(low, high] ranges of wavelet reach in samples, one per class: the split into a short- and a long-reach
+    class (or none) that minimises the estimated work, which is proportional to each class's FFT length times
+    (a per-sample cost + the bins its bands use per sample)."""
+    per_sample = 4.0                    # FFT, periodic spectrum: relative to one band bin's multiply-and-fold
+    per_band = 3.5 / params.decimation  # inverse FFT at M = N / D points plus half a row of padding, per sample
+    tail = TAIL_SD[dtype]
+    reach, bins = [], []
+    for freq, order in zip(params.freqs_hz, params.orders()):
+        for cycles, _ in wavelet_set(order, params.base_cycles):
+            if is_direct(freq, cycles, sfreq, params):
+                continue
+            reach.append(wavelet_context_samples(freq, cycles, sfreq, params, dtype))
+            sd_hz = 1.0 / (2.0 * np.pi * morlet_sd_s(freq, cycles, params.k_sd))
+            bins.append(2 * tail * sd_hz / sfreq + per_band)
+    if not reach:  # every wavelet is evaluated in the time domain
+        return []
+    reach, bins = np.array(reach), np.array(bins)
+    longest = int(reach.max())
+
+    def cost(members: np.ndarray) -> float:
+        if not members.any():
+            return 0.0
+        length = n_core + (2 if chunked else 1) * reach[members].max()
+        return length * (per_sample + bins[members].sum())
+
+    best_split, best_cost = longest, cost(reach > 0)
+    for split in np.unique(reach)[:-1]:
+        total = cost(reach <= split) + cost(reach > split)
+        if total < best_cost:
+            best_split, best_cost = int(split), total
+    return [(0, best_split), (best_split, longest)] if best_split < longest else [(0, longest)]
+
+
+def _kernel(backend: str, device: Any, workers: int | None, decimation: int):
+    """(segment, plan, n_frames) -> summed weighted log-magnitudes; the few short, time-domain wavelets are cheap
+    enough to stay on numpy whatever the backend."""
+    spectral = (lambda segment, plan, frames: folded_log_superlet(segment, plan, frames, workers))
+    if backend == "torch":
+        from .superlet_torch import TorchSuperletKernel
+
+        spectral = TorchSuperletKernel(device)
+
+    def kernel(segment, plan, frames):
+        if isinstance(plan, DirectPlan):
+            return direct_log_superlet(segment, plan, frames, decimation)
+        return spectral(segment, plan, frames)
+
+    return kernel
+
+
+def _segment_with_context(x, start: int, length: int, context: int, dtype: np.dtype) -> np.ndarray:
+    """Samples [start - context, start + length + context) of every channel, zeros outside the signal."""
+    n_samples = x.shape[1]
+    lo, hi = start - context, start + length + context
+    out = np.zeros((x.shape[0], hi - lo), dtype=dtype)
+    a, b = max(lo, 0), min(hi, n_samples)
+    out[:, a - lo:b - lo] = x[:, a:b]
+    return out
+
+
+def _finish(log_sum: np.ndarray, params: SuperletParams, sfreq: float, trim_edges: bool, zscore: bool
+            ) -> np.ndarray:
     if params.output == "log":
-        return np.maximum(log_sum, np.log(1e-30)).astype(dtype, copy=False)
-    result = np.exp(log_sum)
-    return (result ** 2 if params.output == "power" else result).astype(dtype, copy=False)
+        result = np.maximum(log_sum, np.log(1e-30), out=log_sum)
+    elif params.output == "power":
+        result = np.exp(np.multiply(log_sum, 2, out=log_sum), out=log_sum)
+    else:
+        result = np.exp(log_sum, out=log_sum)
+    if trim_edges:
+        edge = edge_frames(sfreq, params)
+        result = result[..., edge:result.shape[-1] - edge]
+    if zscore:
+        mean = result.mean(axis=-1, keepdims=True)
+        sd = result.std(axis=-1, keepdims=True)
+        result = (result - mean) / np.where(sd > 0, sd, 1)
+    return result

@@ -24,9 +24,9 @@ from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig
 from ..embedding import EmbeddingParams, event_locked_embeddings, windowed_embeddings
-from ..errors import RecordingError, UsageError
+from ..errors import CheckpointError, RecordingError, UsageError
 from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
-from ..model.checkpoints import PUBLISHED_SUFFIXES
+from ..model.checkpoints import PUBLISHED_SUFFIXES, check_input_width
 from ..training import latest_checkpoint
 
 LOGGER = logging.getLogger("bids_brainbert")
@@ -52,18 +52,21 @@ def find_model(config: RunConfig) -> ModelSource | None:
     if config.model is not None:
         path = Path(config.model)
         if not path.exists():
-            raise UsageError(f"{path}: model checkpoint not found")
+            raise CheckpointError(f"{path}: model checkpoint not found")
     else:
         path = latest_checkpoint(group_model_root(config))
         if path is None:
             return None
     weights = path / "model.safetensors" if path.is_dir() else path
     if not weights.is_file():
-        raise UsageError(f"{path}: no model.safetensors in this checkpoint directory")
+        raise CheckpointError(f"{path}: no model.safetensors in this checkpoint directory")
     published = weights.suffix.lower() in PUBLISHED_SUFFIXES
     if published and config.spectrogram != "stft":
         raise UsageError(f"{path}: the published BrainBERT weights take STFT input: add --spectrogram stft")
-    load_checkpoint(path)  # a corrupt or mis-shaped checkpoint fails here (exit 65), before anything is written
+    # a corrupt or mis-shaped checkpoint fails here (exit 65), before anything is written
+    _, model_config, _ = load_checkpoint(path)
+    check_input_width(model_config, config.stft_n_bins if config.spectrogram == "stft" else config.superlet_n_freqs,
+                      path)
     return ModelSource(path=path, label=config.model_label, sha256=weights_sha256(weights), published=published)
 
 

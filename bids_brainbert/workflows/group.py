@@ -47,6 +47,21 @@ def training_files(config: RunConfig, recordings: list[Recording]):
 
 
 def run_group_level(config: RunConfig, recordings: list[Recording]) -> list[RecordingOutcome]:
+    """Pretrain and embed (``--analysis all|pretrain``), then the analyses and reports (``all`` or one of them)."""
+    outcomes: list[RecordingOutcome] = []
+    if config.analysis in ("all", "pretrain"):
+        outcomes = pretrain_and_embed(config, recordings)
+        if outcomes is None:          # not the main process under torchrun
+            return []
+    if config.analysis != "pretrain" or outcomes:
+        from .analyses import run_group_analyses
+
+        # after pretraining the analyses see the new embeddings; alone they use the derivatives already there
+        run_group_analyses(config, recordings, "reports" if config.analysis == "pretrain" else config.analysis)
+    return outcomes
+
+
+def pretrain_and_embed(config: RunConfig, recordings: list[Recording]) -> list[RecordingOutcome] | None:
     paths, pool = training_files(config, recordings)
     train, val = split_paths(pool, config.validation_fraction, by=config.validation_split, seed=config.random_seed)
     LOGGER.info("pretraining a %s model on %d recording(s), validating on %d, %d steps", config.model_size,
@@ -54,7 +69,7 @@ def run_group_level(config: RunConfig, recordings: list[Recording]) -> list[Reco
     result = pretrain(train, val, group_model_root(config), pretraining_config(config), init_from=config.init_model,
                       resume=True, progress=True)
     if result.rank != 0:
-        return []
+        return None
     LOGGER.info("model written to %s (final training loss %.4f)", result.checkpoint_dir,
                 result.train_losses[-1] if result.train_losses else float("nan"))
     source = ModelSource(path=result.checkpoint_dir, label=config.model_label,

@@ -28,7 +28,7 @@ from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig, seed_everything
 from ..errors import BidsBrainbertError, RecordingError
-from ..io.loading import LoadedRecording, load_recording
+from ..io.loading import LoadedRecording, check_fits_analysis, load_recording
 from ..preprocessing import (apply_reference, line_noise_description, remove_line_noise, resample_signal,
                              resampling_description)
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
@@ -79,8 +79,18 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str,
     finally:
         LOGGER.removeHandler(handler)
         handler.close()
+    if outcome.status == "failed":
+        _discard_incomplete(spectrogram_paths_for(config, recording))
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _discard_incomplete(paths: dict[str, Path]) -> None:
+    """A failed recording leaves no half derivative (say the data renamed into place but the disk filled up before
+    its sidecar); a complete one (hash matching) from an earlier run is kept."""
+    if not deriv.is_complete(paths):
+        for path in paths.values():
+            path.unlink(missing_ok=True)
 
 
 def _attach_subject_log(config: RunConfig, subject: str, run_id: str) -> logging.Handler:
@@ -97,12 +107,15 @@ def _attach_subject_log(config: RunConfig, subject: str, run_id: str) -> logging
 def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
     paths = {k: deriv.ensure_inside(config.output_dir, p)
              for k, p in deriv.spectrogram_paths(config.output_dir, recording, config.spectrogram).items()}
+    for stale in deriv.remove_stale_temporaries(paths["data"].parent, recording.stem_entities):
+        LOGGER.info("%s: removed %s left by an interrupted run", recording.relative_path, stale.name)
     if not config.overwrite and deriv.is_complete(paths):
         LOGGER.info("%s: complete derivative found, skipped (use --overwrite to recompute)", recording.relative_path)
         return RecordingOutcome(recording.relative_path, "skipped", "already complete",
                                 [str(p) for p in paths.values()])
     LOGGER.info("%s: loading", recording.relative_path)
     loaded = load_recording(recording, include_dbs=config.include_dbs)
+    check_fits_analysis(recording, loaded, config)
     for name, reason in loaded.dropped.items():
         LOGGER.info("%s: channel %s left out: %s", recording.relative_path, name, reason)
     signal, sfreq, channels, preprocessing = preprocess(loaded, config, recording)
@@ -149,6 +162,7 @@ def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording)
         raise RecordingError(f"{recording.path}: no channel left after '{config.reference}' re-referencing "
                              f"(try --reference car or --laplacian-min-neighbours 1)")
     description["Reference"] = referenced.description
+    description["ChannelsLeftOut"] = {**loaded.dropped, **referenced.dropped}   # name -> reason
     target = config.sampling_rate or None  # 0 = keep the recording's own rate
     signal, sfreq = resample_signal(referenced.data, loaded.sfreq, target)
     description["Resampling"] = resampling_description(loaded.sfreq, target)
@@ -222,7 +236,7 @@ def write_spectrogram(path: Path, signal: np.ndarray, front_end: SpectrogramFron
         starts = range(0, n_channels, batch_size)
         for start in tqdm(starts, desc=desc or path.name, unit="batch", leave=False, disable=None):
             stop = min(start + batch_size, n_channels)
-            batch = np.asarray(signal[start:stop], dtype=np.float64)
+            batch = signal[start:stop]  # a memory-map slice: the transform reads it chunk by chunk
             out[start:stop] = front_end.transform(batch).transpose(0, 2, 1)
         out.flush()
         del out

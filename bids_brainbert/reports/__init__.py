@@ -1,0 +1,1 @@
+"""Figures (PNG bytes), self-contained HTML reports and the methods boilerplate; no file system access."""

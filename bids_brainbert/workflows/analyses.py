@@ -1,0 +1,828 @@
+"""Group analyses wired to the derivative dataset: decoding (baselines and embeddings), intrinsic dimensionality
+by region, and the HTML reports. Reads inputs and writes outputs; the arithmetic lives in
+:mod:`bids_brainbert.analyses` and the drawing in :mod:`bids_brainbert.reports`.
+
+Outputs at the output root (``<task>`` = ``task-<label>``)::
+
+    <task>_desc-decoding_scores.tsv        one row per subject x target x electrode (or population) x feature x fold
+    <task>_desc-decoding_summary.tsv       one row per subject x target x electrode x feature (mean, sd, chance, p)
+    <task>_desc-dataefficiency_scores.tsv  population-probe AUC per training-set size, draw and fold
+    <task>_desc-generalization_summary.tsv embedding AUC on subjects in / held out of the model's pretraining
+    <task>_desc-dimensionality_electrodes.tsv, <task>_desc-dimensionality_regions.tsv
+    (+ a JSON sidecar each), figures/<task>_desc-*.png, sub-<label>.html, group_ieeg.html, logs/CITATION.md
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..analyses.decoding import (BRAINBERT_SIZES, DecodingParams, data_efficiency, data_efficiency_sizes,
+                                 decode)
+from ..analyses.dimensionality import MIN_EXAMPLES, draw_examples, intrinsic_dimension
+from ..analyses.features import (FeatureSet, event_windows, spectrogram_features, voltage_features)
+from ..analyses.regions import Atlas, assign_regions
+from ..bids import derivatives as deriv
+from ..bids.discovery import Recording
+from ..config import RunConfig, replace
+from ..errors import BidsBrainbertError, RecordingError, UsageError
+from ..io.loading import find_electrodes_file, load_recording
+from ..transforms.spectrogram import spectrogram_front_end
+from .embeddings import MODELS_DIR, read_events
+from .participant import preprocess, spectrogram_paths_for
+
+LOGGER = logging.getLogger("bids_brainbert")
+
+ANALYSES = ("all", "pretrain", "decoding", "dimensionality", "reports")
+BASELINES = ("voltage", "superlet", "stft", "laplacian")
+FEATURE_CHOICES = BASELINES + ("embeddings",)
+FIGURES_DIR = "figures"
+GROUP_REPORT = "group_ieeg.html"
+
+SCORE_COLUMNS = {
+    "subject": "Subject label (without 'sub-')",
+    "target": "Decoded contrast: '<a>Vs<b>' (value a = positive class against b) or '<a>VsRest' (one against all "
+              "other values) of the events.tsv column given in the sidecar",
+    "feature": "Feature: voltage (mean voltage in 100 ms bins of the unreferenced window), superlet / stft "
+               "(log10 magnitude of the unreferenced signal averaged over the middle frames), laplacian<Kind> (the "
+               "same on the shaft-Laplacian-referenced signal) or an embedding model label",
+    "feature_kind": "baseline or embedding",
+    "probe": "electrode (one probe per electrode) or population (all electrodes' features side by side)",
+    "electrode": "Electrode (row name of the derivative's channels table); n/a for the population probe",
+    "region": "Brain region of the electrode (see the dimensionality sidecar for the source); n/a for population",
+    "fold": "Outer cross-validation fold (0-based)",
+    "cv_scheme": "run: whole runs held out; block: contiguous time blocks, training windows overlapping the test "
+                 "block removed",
+    "n_train": "Training examples in this fold (after removing windows overlapping the test block)",
+    "n_test": "Test examples in this fold",
+    "regularization_c": "Inverse L2 strength C chosen by the inner (nested) cross-validation of this fold",
+    "auc": "ROC-AUC of the probe's held-out scores",
+    "in_pretraining": "Embeddings only: whether this subject's recordings were used to pretrain the model "
+                      "(false = generalization to a held-out subject); n/a for baselines or unknown models",
+}
+SUMMARY_COLUMNS = {
+    **{k: v for k, v in SCORE_COLUMNS.items() if k not in ("fold", "n_train", "n_test", "regularization_c", "auc")},
+    "n_folds": "Folds scored",
+    "n_examples": "Examples (events) used",
+    "auc_mean": "Mean ROC-AUC over folds",
+    "auc_sd": "Standard deviation of ROC-AUC over folds",
+    "chance_auc": "Mean of the permutation null of the fold-mean AUC",
+    "chance_low": "2.5th percentile of the permutation null",
+    "chance_high": "97.5th percentile of the permutation null",
+    "p_value": "Permutation p-value of the fold-mean AUC: (1 + #null >= observed) / (1 + permutations)",
+}
+
+
+@dataclass
+class SubjectExamples:
+    """Everything decoding needs for one subject and task."""
+
+    subject: str
+    values: list = field(default_factory=list)          # target-column value per example
+    starts: list = field(default_factory=list)          # window start (s) within its recording
+    stops: list = field(default_factory=list)
+    runs: list = field(default_factory=list)            # recording index
+    features: dict[str, FeatureSet] = field(default_factory=dict)
+    channel_tables: dict[str, pd.DataFrame] = field(default_factory=dict)   # feature -> channels of 1st recording
+    feature_info: dict[str, dict] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+def task_of(recording: Recording) -> str:
+    return recording.entities.get("task", "none")
+
+
+def by_task(recordings: list[Recording]) -> dict[str, list[Recording]]:
+    out: dict[str, list[Recording]] = defaultdict(list)
+    for recording in recordings:
+        out[task_of(recording)].append(recording)
+    return dict(sorted(out.items()))
+
+
+def root_path(config: RunConfig, name: str) -> Path:
+    return deriv.ensure_inside(config.output_dir, config.output_dir / name)
+
+
+def provenance(config: RunConfig) -> dict:
+    return {"GeneratedBy": [deriv.generated_by()], "SoftwareVersion": __version__,
+            "RandomSeed": config.random_seed}
+
+
+def write_table(config: RunConfig, name: str, table: pd.DataFrame, sidecar: dict) -> Path:
+    path = root_path(config, name)
+    deriv.atomic_write_tsv(path, table)
+    deriv.atomic_write_json(path.with_suffix(".json"), sidecar)
+    return path
+
+
+def events_path(recording: Recording) -> Path:
+    return recording.path.with_name(f"{recording.stem_entities}_events.tsv")
+
+
+def decoding_targets(config: RunConfig, tables: dict[Path, pd.DataFrame]) -> list[tuple[str, str, str | None]]:
+    """(name, positive value, negative value or None = rest) for each target; bad column/values -> UsageError."""
+    column = config.decoding_column
+    values: set[str] = set()
+    for path, table in tables.items():
+        if column not in table.columns:
+            raise UsageError(f"{path}: no column {column!r} to decode (columns: {', '.join(map(str, table.columns))};"
+                             f" see --decoding-column)")
+        values |= {str(v) for v in table[column].dropna().tolist()}
+    first = next(iter(tables))
+    targets = []
+    if config.decoding_contrast:
+        for contrast in config.decoding_contrast:
+            parts = [p.strip() for p in str(contrast).split(",")]
+            if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+                raise UsageError(f"--decoding-contrast: {contrast!r} is not two different values 'A,B'")
+            for part in parts:
+                if part not in values:
+                    raise UsageError(f"{first}: value {part!r} of --decoding-contrast {contrast!r} never occurs in "
+                                     f"column {column!r} (values: {', '.join(sorted(values))})")
+            targets.append((f"{_label(parts[0])}Vs{_label(parts[1]).capitalize()}", parts[0], parts[1]))
+        return targets
+    ordered = sorted(values)
+    if len(ordered) < 2:
+        raise UsageError(f"{first}: column {column!r} holds fewer than two values ({', '.join(ordered) or 'none'}): "
+                         "nothing to decode")
+    if len(ordered) == 2:
+        return [(f"{_label(ordered[0])}Vs{_label(ordered[1]).capitalize()}", ordered[0], ordered[1])]
+    return [(f"{_label(v)}VsRest", v, None) for v in ordered]
+
+
+def _label(value: str) -> str:
+    cleaned = "".join(ch for ch in str(value) if ch.isalnum())
+    return cleaned or "value"
+
+
+def model_training_subjects(config: RunConfig, label: str) -> set[str] | None:
+    """Subjects whose recordings pretrained the group model ``label`` (None when it is not in OUTPUT_DIR/models)."""
+    from ..training import latest_checkpoint
+
+    checkpoint = latest_checkpoint(config.output_dir / MODELS_DIR / f"desc-{label}")
+    if checkpoint is None:
+        return None
+    try:
+        training = json.loads((checkpoint / "config.json").read_text())["training"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return None
+    files = training.get("train_files", []) + training.get("val_files", [])
+    return {Path(f).name.split("_")[0].removeprefix("sub-") for f in files}
+
+
+def embedding_event_files(spectrogram_data: Path) -> dict[str, dict[str, Path]]:
+    """Event-locked embedding derivatives next to a spectrogram derivative, by model label."""
+    stem = spectrogram_data.name.split("_desc-")[0]
+    out = {}
+    for npy in sorted(spectrogram_data.parent.glob(f"{stem}_desc-*Events_embeddings.npy")):
+        label = npy.name[len(stem) + len("_desc-"):-len("Events_embeddings.npy")]
+        sidecar, table = npy.with_suffix(".json"), npy.with_name(npy.name.replace(".npy", ".tsv"))
+        if sidecar.exists() and table.exists():
+            out[label] = {"data": npy, "sidecar": sidecar, "table": table}
+    return out
+
+
+def match_onsets(wanted: np.ndarray, available: np.ndarray, tolerance_s: float = 1e-3) -> np.ndarray:
+    """Index into ``available`` of each wanted onset (-1 when absent)."""
+    out = np.full(len(wanted), -1, dtype=int)
+    if not len(available):
+        return out
+    order = np.argsort(available)
+    sorted_available = available[order]
+    pos = np.clip(np.searchsorted(sorted_available, wanted), 1, len(available)) - 1
+    for i, w in enumerate(wanted):
+        for p in (pos[i], min(pos[i] + 1, len(available) - 1)):
+            if abs(sorted_available[p] - w) <= tolerance_s:
+                out[i] = order[p]
+                break
+    return out
+
+
+def read_channels(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype={"name": str})
+    except (OSError, pd.errors.ParserError) as exc:
+        raise RecordingError(f"{path}: unreadable channels table ({exc})") from None
+
+
+# ------------------------------------------------------------------------------------------------ decoding inputs
+
+def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.ndarray, wanted: set[str],
+                    info: dict[str, dict]):
+    """Yield (feature name, (n_channels, n_events, n_features) array, channel names, channel table) for the
+    baselines in ``wanted``, each event window centred on ``onsets`` (seconds)."""
+    window = config.decoding_window_s
+    for scheme, names in (("none", ("voltage", "superlet", "stft")), ("laplacian", ("laplacian",))):
+        if not wanted & set(names):
+            continue
+        try:
+            signal, sfreq, channels, _ = preprocess(loaded, replace(config, reference=scheme), recording)
+        except RecordingError as exc:          # e.g. no shaft with neighbours for the Laplacian
+            LOGGER.warning("%s", exc)
+            continue
+        ch_names = channels["name"].astype(str).tolist()
+        for name in names:
+            if name not in wanted:
+                continue
+            if name == "voltage":
+                info.setdefault("voltage", {"Kind": "baseline", "Reference": "none",
+                                            "Readout": "mean voltage (V) in consecutive 100 ms bins of the window"})
+                yield "voltage", voltage_features(signal, sfreq, onsets - window / 2, window), ch_names, channels
+                continue
+            kind = config.spectrogram if name == "laplacian" else name
+            front_end = spectrogram_front_end(replace(config, spectrogram=kind), sfreq, str(recording.path))
+            feature = f"laplacian{kind.capitalize()}" if name == "laplacian" else kind
+            info.setdefault(feature, {
+                "Kind": "baseline", "Reference": scheme, "Transform": {"Kind": kind, **front_end.params},
+                "Readout": f"log10 magnitude averaged over the middle {config.embedding_middle_frames} frames "
+                           "(around the onset) of the window; only the union of the event windows is transformed"})
+            yield feature, spectrogram_features(signal, front_end, onsets, window, config.embedding_middle_frames,
+                                                config.channel_batch_size), ch_names, channels
+
+
+def gather_subject(config: RunConfig, subject: str, recordings: list[Recording], wanted_features: set[str]
+                   ) -> SubjectExamples:
+    """Event windows and their features for every recording of one subject (one task)."""
+    found = SubjectExamples(subject)
+    window = config.decoding_window_s
+    for run_index, recording in enumerate(recordings):
+        events = read_events(recording)
+        if events is None:
+            LOGGER.info("%s: no events.tsv, not decoded", recording.relative_path)
+            continue
+        values = events[config.decoding_column]
+        onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float)
+        keep = values.notna().to_numpy() & np.isfinite(onsets)
+        blocks: dict[str, tuple[np.ndarray, list[str], np.ndarray | None, pd.DataFrame]] = {}
+        if "embeddings" in wanted_features:
+            data_path = spectrogram_paths_for(config, recording)["data"]
+            for label, files in embedding_event_files(data_path).items():
+                sidecar = deriv.read_json(files["sidecar"])
+                if abs(float(sidecar.get("WindowS", window)) - window) > 1e-6:
+                    LOGGER.warning("%s: %s embeddings use %.3g s windows, decoding uses %.3g s: not used (embed "
+                                   "with --embedding-window-s %.3g)", recording.relative_path, label,
+                                   float(sidecar["WindowS"]), window, window)
+                    continue
+                table = pd.read_csv(files["table"], sep="\t", na_values=["n/a"], keep_default_na=False)
+                rows = match_onsets(onsets, pd.to_numeric(table["onset"], errors="coerce").to_numpy(dtype=float))
+                keep &= rows >= 0          # events whose embedding window left the recording are absent
+                channels = read_channels(data_path.with_name(sidecar["ChannelsFile"]))
+                blocks[label] = (np.load(files["data"], mmap_mode="r"), channels["name"].tolist(), rows, channels)
+                found.feature_info.setdefault(label, {
+                    "Kind": "embedding", "ModelLabel": label, "ModelSha256": sidecar["Model"]["Sha256"],
+                    "Layer": sidecar["Layer"], "Pooling": sidecar["Pooling"],
+                    "MiddleFrames": sidecar.get("MiddleFrames"), "WindowS": sidecar["WindowS"],
+                    "Sources": [files["data"].name]})
+        needs_signal = wanted_features & set(BASELINES)
+        loaded = None
+        if needs_signal:
+            loaded = load_recording(recording, include_dbs=config.include_dbs)
+            keep &= event_windows(onsets, window, loaded.data.shape[1] / loaded.sfreq)[2]
+        idx = np.flatnonzero(keep)
+        if loaded is not None and len(idx):
+            for feature, block, ch_names, channels in baseline_blocks(config, recording, loaded, onsets[idx],
+                                                                      needs_signal, found.feature_info):
+                blocks[feature] = (block, ch_names, None, channels)
+        del loaded
+        if not len(idx) or not blocks:
+            LOGGER.info("%s: no event window to decode", recording.relative_path)
+            continue
+        for feature, (block, ch_names, rows, channels) in blocks.items():
+            # baselines were computed for the kept events only; embeddings are rows of their derivative
+            selected = np.arange(len(idx)) if rows is None else rows[idx]
+            found.features.setdefault(feature, FeatureSet(feature)).add(block, ch_names, selected)
+            found.channel_tables.setdefault(feature, channels)
+        found.values += [str(v) for v in values.to_numpy()[idx]]
+        found.starts += list(onsets[idx] - window / 2)
+        found.stops += list(onsets[idx] + window / 2)
+        found.runs += [run_index] * len(idx)
+    # a feature missing from some recording cannot be decoded over the subject's examples
+    n_recordings = len(set(found.runs))
+    found.features = {k: v for k, v in found.features.items() if len(v.blocks) == n_recordings}
+    return found
+
+
+# ------------------------------------------------------------------------------------------------ decoding
+
+def region_lookup(config: RunConfig, subject_channels: pd.DataFrame, recording: Recording | None,
+                  atlas: Atlas | None) -> dict[str, tuple[str, str]]:
+    """electrode -> (region, source)."""
+    table = subject_channels.copy()
+    units = None
+    if recording is not None:
+        electrodes_file = find_electrodes_file(recording)
+        if electrodes_file is not None:
+            coordsystem = electrodes_file.with_name(electrodes_file.name.replace("_electrodes.tsv",
+                                                                                  "_coordsystem.json"))
+            if coordsystem.exists():
+                units = deriv.read_json(coordsystem).get("iEEGCoordinateUnits")
+            if "region" not in table.columns:
+                raw = pd.read_csv(electrodes_file, sep="\t", na_values=["n/a"], keep_default_na=False,
+                                  dtype={"name": str}).set_index("name", drop=False)
+                from ..analyses.regions import region_column
+                column = region_column(raw)
+                if column is not None and "sources" in table.columns:
+                    first = table["sources"].astype(str).str.split(",").str[0]
+                    table["region"] = [raw[column].get(s) if s in raw.index else None for s in first]
+    try:
+        regions, sources = assign_regions(table, atlas, units)
+    except ValueError as exc:
+        where = find_electrodes_file(recording) if recording is not None else "electrodes"
+        raise UsageError(f"{where}: {exc}") from None
+    return dict(zip(table["name"].astype(str), zip(regions, sources)))
+
+
+def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | None = None) -> list[Path]:
+    """Decode every target for every subject and task; writes the score tables, sidecars and figures."""
+    from ..reports import figures
+
+    params = decoding_params(config)
+    rng = np.random.default_rng([config.random_seed, 5])
+    wanted = set(config.decoding_features)
+    written: list[Path] = []
+    for task, task_recordings in by_task(recordings).items():
+        tables = {}
+        for recording in task_recordings:
+            events = read_events(recording)
+            if events is not None:
+                tables[events_path(recording)] = events
+        if not tables:
+            LOGGER.warning("task %s: no events.tsv in any selected recording, nothing to decode", task)
+            continue
+        targets = decoding_targets(config, tables)
+        subjects = defaultdict(list)
+        for recording in task_recordings:
+            subjects[recording.subject].append(recording)
+        score_rows, summary_rows, efficiency_rows, feature_info = [], [], [], {}
+        sizes_used: dict[str, list[int]] = {}
+        for subject, subject_recordings in sorted(subjects.items()):
+            LOGGER.info("decoding sub-%s task-%s: %d recording(s)", subject, task, len(subject_recordings))
+            examples = gather_subject(config, subject, subject_recordings, wanted)
+            if not examples.features:
+                LOGGER.warning("sub-%s task-%s: no features to decode", subject, task)
+                continue
+            feature_info.update(examples.feature_info)
+            values = np.asarray(examples.values)
+            starts, stops, runs = (np.asarray(v) for v in (examples.starts, examples.stops, examples.runs))
+            regions = region_lookup(config, next(iter(examples.channel_tables.values())), subject_recordings[0],
+                                    atlas)
+            for feature, channels in examples.channel_tables.items():
+                for name, region in region_lookup(config, channels, subject_recordings[0], atlas).items():
+                    regions.setdefault(name, region)
+            for target, positive, negative in targets:
+                mask = np.ones(len(values), dtype=bool) if negative is None else np.isin(values, [positive, negative])
+                y = (values[mask] == positive).astype(int)
+                if len(np.unique(y)) < 2:
+                    LOGGER.warning("sub-%s task-%s: target %s has one class only here, skipped", subject, task,
+                                   target)
+                    continue
+                for feature, feature_set in examples.features.items():
+                    info = examples.feature_info[feature]
+                    in_pretraining = "n/a"
+                    if info["Kind"] == "embedding":
+                        trained = model_training_subjects(config, feature)
+                        in_pretraining = "n/a" if trained is None else str(subject in trained).lower()
+                    common = {"subject": subject, "target": target, "feature": feature, "feature_kind": info["Kind"],
+                              "in_pretraining": in_pretraining}
+                    probes = [(name, feature_set.electrode(name)) for name in feature_set.electrodes()]
+                    probes.append(("population", None))
+                    for name, x in probes:
+                        if x is None:
+                            x = feature_set.population()
+                        result = decode(x[mask], y, starts[mask], stops[mask], runs[mask], params, rng)
+                        if not result.folds:
+                            continue
+                        is_pop = name == "population"
+                        ident = {**common, "probe": "population" if is_pop else "electrode",
+                                 "electrode": "n/a" if is_pop else name,
+                                 "region": "n/a" if is_pop else regions.get(name, ("unknown", "none"))[0]}
+                        for fold in result.folds:
+                            score_rows.append({**ident, "fold": fold.fold, "cv_scheme": result.scheme,
+                                               "n_train": fold.n_train, "n_test": fold.n_test,
+                                               "regularization_c": fold.c, "auc": round(fold.auc, 6)})
+                        summary_rows.append({**ident, "cv_scheme": result.scheme, "n_folds": len(result.folds),
+                                             "n_examples": int(mask.sum()), "auc_mean": result.auc_mean,
+                                             "auc_sd": result.auc_sd, "chance_auc": result.chance_mean,
+                                             "chance_low": result.chance_low, "chance_high": result.chance_high,
+                                             "p_value": result.p_value})
+                        if is_pop and config.data_efficiency_draws > 0:
+                            n_available = min(f.n_train for f in result.folds)
+                            sizes = data_efficiency_sizes(config.data_efficiency_sizes, n_available)
+                            sizes_used[f"sub-{subject}"] = sizes
+                            for row in data_efficiency(x[mask], y, result, sizes, config.data_efficiency_draws,
+                                                       params, rng):
+                                efficiency_rows.append({"subject": subject, "target": target, "feature": feature,
+                                                        "feature_kind": info["Kind"],
+                                                        "in_pretraining": in_pretraining, **row})
+        if not score_rows:
+            LOGGER.warning("task %s: nothing could be decoded", task)
+            continue
+        base = {**provenance(config), "Task": task, "DecodingColumn": config.decoding_column,
+                "Targets": {t: {"Positive": p, "Negative": n if n is not None else "all other values"}
+                            for t, p, n in targets},
+                "WindowS": config.decoding_window_s, "WindowAlignment": "centred on the events.tsv onset",
+                "CrossValidation": params.to_dict(), "Features": feature_info,
+                "Sources": [f"bids:raw:{r.relative_path}" for r in task_recordings]}
+        scores = pd.DataFrame(score_rows, columns=list(SCORE_COLUMNS))
+        written.append(write_table(config, f"task-{task}_desc-decoding_scores.tsv", scores, {
+            **base, "Description": "Cross-validated ROC-AUC of linear probes, one row per fold",
+            **{c: {"Description": d} for c, d in SCORE_COLUMNS.items()}}))
+        summary = pd.DataFrame(summary_rows, columns=list(SUMMARY_COLUMNS))
+        written.append(write_table(config, f"task-{task}_desc-decoding_summary.tsv", summary, {
+            **base, "Description": "Per-probe mean ROC-AUC over folds with permutation chance level and p-value",
+            **{c: {"Description": d} for c, d in SUMMARY_COLUMNS.items()}}))
+        if efficiency_rows:
+            efficiency = pd.DataFrame(efficiency_rows)
+            written.append(write_table(config, f"task-{task}_desc-dataefficiency_scores.tsv", efficiency, {
+                **base, "Description": "Population-probe ROC-AUC against the number of training examples "
+                                       "(stratified random subsets of each training fold, the fold's C)",
+                "RequestedSizes": list(config.data_efficiency_sizes), "SizesUsed": sizes_used,
+                "Draws": config.data_efficiency_draws,
+                "n_train": {"Description": "Training examples drawn"},
+                "draw": {"Description": "Repetition of the random draw"},
+                "fold": {"Description": "Outer fold"}, "auc": {"Description": "Held-out ROC-AUC"}}))
+        generalization = generalization_summary(summary)
+        if len(generalization):
+            written.append(write_table(config, f"task-{task}_desc-generalization_summary.tsv", generalization, {
+                **base, "Description": "Mean electrode AUC of embedding features by whether the subject was in the "
+                                       "model's pretraining data (false: held out, i.e. cross-subject generalization)",
+                "auc_electrode_mean": {"Description": "Mean over electrodes of the fold-mean AUC"},
+                "n_electrodes": {"Description": "Electrodes averaged"}}))
+        for name, png in figures.decoding_figures(summary, efficiency_rows and pd.DataFrame(efficiency_rows)).items():
+            path = root_path(config, f"{FIGURES_DIR}/task-{task}_desc-{name}_figure.png")
+            deriv.atomic_write_bytes(path, png)
+            written.append(path)
+    return written
+
+
+def generalization_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    emb = summary[(summary["feature_kind"] == "embedding") & (summary["probe"] == "electrode")]
+    if emb.empty:
+        return pd.DataFrame()
+    grouped = emb.groupby(["subject", "target", "feature", "in_pretraining"])["auc_mean"]
+    return grouped.agg(auc_electrode_mean="mean", n_electrodes="count").reset_index()
+
+
+def decoding_params(config: RunConfig) -> DecodingParams:
+    return DecodingParams(n_folds=config.decoding_folds, n_permutations=config.decoding_permutations)
+
+
+# ------------------------------------------------------------------------------------------------ dimensionality
+
+def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: Atlas | None = None) -> list[Path]:
+    """Intrinsic dimensionality per electrode of each embedding model's sliding-window embeddings, and of the
+    spectrogram (log10 magnitude averaged over the same windows) as control, summarised by region."""
+    from ..reports import figures
+
+    rng = np.random.default_rng([config.random_seed, 6])
+    written: list[Path] = []
+    for task, task_recordings in by_task(recordings).items():
+        rows = []
+        subjects = defaultdict(list)
+        for recording in task_recordings:
+            subjects[recording.subject].append(recording)
+        info: dict[str, dict] = {}
+        for subject, subject_recordings in sorted(subjects.items()):
+            per_feature: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+            channels_table = None
+            for recording in subject_recordings:
+                paths = spectrogram_paths_for(config, recording)
+                if not deriv.is_complete(paths):
+                    LOGGER.info("%s: no complete spectrogram derivative, left out of the dimensionality analysis",
+                                recording.relative_path)
+                    continue
+                channels = read_channels(paths["channels"])
+                channels_table = channels if channels_table is None else channels_table
+                spec_sidecar = deriv.read_json(paths["sidecar"])
+                spectrogram = np.load(paths["data"], mmap_mode="r")
+                rate, start = float(spec_sidecar["SamplingFrequency"]), float(spec_sidecar.get("StartTime", 0.0))
+                stem = paths["data"].name.split("_desc-")[0]
+                for npy in sorted(paths["data"].parent.glob(f"{stem}_desc-*_embeddings.npy")):
+                    label = npy.name[len(stem) + len("_desc-"):-len("_embeddings.npy")]
+                    if label.endswith("Events"):
+                        continue
+                    sidecar = deriv.read_json(npy.with_suffix(".json"))
+                    embeddings = np.load(npy, mmap_mode="r")
+                    centres = np.asarray(sidecar.get("WindowCentresS", []), float)
+                    names = read_channels(paths["data"].with_name(sidecar["ChannelsFile"]))["name"].tolist()
+                    info.setdefault(label, {"Kind": "embedding", "ModelSha256": sidecar["Model"]["Sha256"],
+                                            "Layer": sidecar["Layer"], "Pooling": sidecar["Pooling"],
+                                            "WindowS": sidecar["WindowS"], "StrideS": sidecar["StrideS"]})
+                    half = int(round(float(sidecar["WindowS"]) * rate)) // 2
+                    frames = np.round((centres - start) * rate).astype(int)
+                    for row, name in enumerate(names):
+                        per_feature[label][name].append(np.asarray(embeddings[row]))
+                        if label == next(iter(info)):   # one spectrogram control, on the first model's windows
+                            spec_rows = np.log10(np.maximum(np.asarray(spectrogram[row], np.float64), 1e-30))
+                            per_feature["spectrogram"][name].append(np.stack(
+                                [spec_rows[max(0, f - half):f + half].mean(axis=0) for f in frames])
+                                if len(frames) else np.zeros((0, spectrogram.shape[2])))
+            if channels_table is None or not per_feature:
+                continue
+            info.setdefault("spectrogram", {"Kind": "control", "Readout": "log10 magnitude of the spectrogram "
+                                            "derivative averaged over all frames of each embedding window"})
+            regions = region_lookup(config, channels_table, subject_recordings[0], atlas)
+            for feature, electrodes in per_feature.items():
+                for name, parts in electrodes.items():
+                    x = np.concatenate(parts)
+                    x = x[draw_examples(len(x), config.dimensionality_examples, rng)]
+                    region, source = regions.get(name, ("unknown", "none"))
+                    row = {"subject": subject, "electrode": name, "region": region, "region_source": source,
+                           "feature": feature, "n_examples": len(x), "n_features": x.shape[1] if x.ndim == 2 else 0,
+                           "dimension": "n/a", "max_dimension": "n/a", "threshold": config.dimensionality_threshold}
+                    if len(x) >= MIN_EXAMPLES:
+                        result = intrinsic_dimension(x, config.dimensionality_threshold)
+                        row.update(dimension=result.dimension, max_dimension=result.max_rank)
+                    rows.append(row)
+        if not rows:
+            LOGGER.warning("task %s: no embeddings or spectrograms for the dimensionality analysis", task)
+            continue
+        electrodes = pd.DataFrame(rows)
+        base = {**provenance(config), "Task": task, "Threshold": config.dimensionality_threshold,
+                "MaxExamples": config.dimensionality_examples, "Features": info,
+                "RegionSources": "region column of electrodes.tsv (via the channels table) when present, else "
+                                 f"the atlas {atlas.source if atlas else '(none given)'}, else unknown"}
+        written.append(write_table(config, f"task-{task}_desc-dimensionality_electrodes.tsv", electrodes, {
+            **base, "Description": "Intrinsic dimensionality per electrode: fewest principal components explaining "
+                                   "more than Threshold of the variance of its window features",
+            "dimension": {"Description": "Fewest principal components explaining > Threshold of the variance"},
+            "max_dimension": {"Description": "min(n_examples - 1, n_features): the most the data allow"},
+            "n_examples": {"Description": "Windows used (drawn at random when more than MaxExamples)"},
+            "region_source": {"Description": "Where the region came from"}}))
+        scored = electrodes[electrodes["dimension"] != "n/a"].copy()
+        scored["dimension"] = scored["dimension"].astype(float)
+        regions_table = (scored.groupby(["region", "feature"])["dimension"]
+                         .agg(n_electrodes="count", dimension_mean="mean", dimension_sd="std",
+                              dimension_median="median").reset_index())
+        written.append(write_table(config, f"task-{task}_desc-dimensionality_regions.tsv", regions_table, {
+            **base, "Description": "Intrinsic dimensionality summarised by brain region and feature"}))
+        png = figures.dimensionality_by_region(regions_table)
+        path = root_path(config, f"{FIGURES_DIR}/task-{task}_desc-dimensionality_figure.png")
+        deriv.atomic_write_bytes(path, png)
+        written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------------------------------------ atlas
+
+def load_atlas(image: Path | None, labels: Path | None) -> Atlas | None:
+    """Read ``--atlas`` (NIfTI label image) and ``--atlas-labels`` (TSV with index and name columns)."""
+    if image is None and labels is None:
+        return None
+    if image is None or labels is None:
+        raise UsageError(f"{image or labels}: --atlas and --atlas-labels must be given together")
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(image))
+        data = np.asarray(img.dataobj)
+    except FileNotFoundError:
+        raise UsageError(f"{image}: atlas image not found") from None
+    except Exception as exc:  # nibabel raises several types for a file that is not an image
+        raise UsageError(f"{image}: not a readable NIfTI label image ({str(exc).splitlines()[0]})") from None
+    if data.ndim < 3 or (data.ndim > 3 and any(s != 1 for s in data.shape[3:])):
+        raise UsageError(f"{image}: atlas must be a 3-d label image, got shape {data.shape}")
+    data = data.reshape(data.shape[:3])
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.all(np.isfinite(data)) or not np.allclose(data, np.round(data)):
+            raise UsageError(f"{image}: atlas voxels must hold integer labels")
+        data = np.round(data).astype(np.int64)
+    try:
+        table = pd.read_csv(labels, sep="\t", keep_default_na=False)
+    except FileNotFoundError:
+        raise UsageError(f"{labels}: atlas label table not found") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise UsageError(f"{labels}: unreadable atlas label table ({str(exc).splitlines()[0]})") from None
+    if not {"index", "name"} <= set(table.columns):
+        raise UsageError(f"{labels}: atlas label table needs 'index' and 'name' columns (found: "
+                         f"{', '.join(map(str, table.columns))})")
+    index = pd.to_numeric(table["index"], errors="coerce")
+    if index.isna().any() or not np.allclose(index, np.round(index)):
+        raise UsageError(f"{labels}: 'index' column must hold integers")
+    names = dict(zip(index.astype(int).tolist(), table["name"].astype(str).tolist()))
+    return Atlas(data=data, affine=np.asarray(img.affine, float), names=names, source=Path(image).name)
+
+
+# ------------------------------------------------------------------------------------------------ entry points
+
+def run_group_analyses(config: RunConfig, recordings: list[Recording], analysis: str) -> list[Path]:
+    """``analysis`` in ANALYSES (minus pretrain): what to run after (or instead of) pretraining."""
+    atlas = load_atlas(config.atlas, config.atlas_labels)
+    written: list[Path] = []
+    if analysis in ("all", "decoding"):
+        written += run_decoding(config, recordings, atlas)
+    if analysis in ("all", "dimensionality"):
+        written += run_dimensionality(config, recordings, atlas)
+    written.append(write_citation(config, analysis))
+    written += write_subject_reports(config, recordings)
+    written.append(write_group_report(config, recordings))
+    return written
+
+
+# ------------------------------------------------------------------------------------------------ reports
+
+def _read_tsv(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False,
+                       dtype={"subject": str, "electrode": str})
+
+
+def channel_usage(recording: Recording, used: list[str], reference: str) -> pd.DataFrame:
+    """Every channel of the recording's channels.tsv: used or not, and why."""
+    path = recording.path.with_name(f"{recording.stem_entities}_channels.tsv")
+    if not path.exists():
+        return pd.DataFrame({"name": used, "type": "", "used": "yes", "reason": ""})
+    raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    rows = []
+    for _, ch in raw.iterrows():
+        name, ch_type = ch.get("name", ""), str(ch.get("type", "")).upper()
+        if name in used:
+            rows.append({"name": name, "type": ch_type, "used": "yes", "reason": ""})
+            continue
+        if str(ch.get("status", "")).lower() == "bad":
+            detail = ch.get("status_description", "")
+            reason = "marked bad in channels.tsv" + (f" ({detail})" if detail and detail != "n/a" else "")
+        elif ch_type not in ("SEEG", "ECOG", "DBS"):
+            reason = f"channel type {ch_type} not analysed"
+        elif ch_type == "DBS":
+            reason = "DBS channels are analysed only with --include-dbs"
+        else:
+            reason = (f"left out by '{reference}' re-referencing (e.g. a shaft end or a contact next to a bad one "
+                      "has no two neighbours)")
+        rows.append({"name": name, "type": ch_type, "used": "no", "reason": reason})
+    return pd.DataFrame(rows)
+
+
+def subject_report(config: RunConfig, subject: str, recordings: list[Recording]) -> str:
+    from ..reports import figures
+    from ..reports.html import Section, image, paragraph, render, table
+
+    sections: list[Section] = []
+    summary_rows, channel_blocks, spectrogram_imgs, embedding_imgs = [], [], [], []
+    for recording in recordings:
+        paths = spectrogram_paths_for(config, recording)
+        if not deriv.is_complete(paths):
+            summary_rows.append({"recording": recording.relative_path, "status": "no complete derivative"})
+            continue
+        sidecar = deriv.read_json(paths["sidecar"])
+        channels = read_channels(paths["channels"])
+        spectrogram = np.load(paths["data"], mmap_mode="r")
+        rate = float(sidecar["SamplingFrequency"])
+        reference = sidecar.get("Preprocessing", {}).get("Reference", {}).get("scheme", config.reference)
+        summary_rows.append({
+            "recording": recording.relative_path, "status": "processed",
+            "input rate (Hz)": sidecar.get("Preprocessing", {}).get("InputSamplingFrequency"),
+            "analysis rate (Hz)": sidecar.get("SignalSamplingFrequency"),
+            "duration (s)": round(spectrogram.shape[1] / rate, 1), "channels used": spectrogram.shape[0],
+            "spectrogram": f"{sidecar['Transform']['Kind']} {spectrogram.shape[2]} frequencies, {rate:.2f} frames/s",
+            "reference": reference})
+        usage = channel_usage(recording, channels["name"].astype(str).tolist(), reference)
+        channel_blocks.append(f"<h3>{recording.relative_path}</h3>" + table(usage))
+        events = read_events(recording)
+        if spectrogram.shape[0]:
+            row = spectrogram.shape[0] // 2
+            spectrogram_imgs.append(image(figures.spectrogram_example(
+                spectrogram[row], np.asarray(sidecar["FrequenciesHz"]), rate, float(sidecar.get("StartTime", 0.0)),
+                f"{recording.relative_path}, {channels['name'].iloc[row]}", events), f"spectrogram {recording.stem_entities}"))
+        for label, files in embedding_event_files(paths["data"]).items():
+            emb_sidecar = deriv.read_json(files["sidecar"])
+            emb = np.load(files["data"], mmap_mode="r")
+            kept = pd.read_csv(files["table"], sep="\t", na_values=["n/a"], keep_default_na=False)
+            column = config.decoding_column if config.decoding_column in kept.columns else None
+            if emb.shape[0] and emb.shape[1] >= 3 and column:
+                names = read_channels(paths["data"].with_name(emb_sidecar["ChannelsFile"]))["name"].tolist()
+                row = emb.shape[0] // 2
+                embedding_imgs.append(image(figures.embedding_scatter(
+                    np.asarray(emb[row]), kept[column].astype(str).tolist(),
+                    f"{label} event embeddings, {recording.stem_entities}, {names[row]}"), f"embeddings {label}"))
+    sections.append(Section("Data", table(pd.DataFrame(summary_rows))))
+    sections.append(Section("Channels used and left out", "".join(channel_blocks) or paragraph("none")))
+    sections.append(Section("Spectrogram examples", paragraph(
+        "log10 magnitude of the middle channel; vertical lines mark event onsets.", "note")
+        + "".join(spectrogram_imgs)))
+    if embedding_imgs:
+        sections.append(Section("Embeddings", paragraph("First two principal components of the event-locked "
+                                                        "embeddings of one electrode, by condition.", "note")
+                                + "".join(embedding_imgs)))
+    decoding_body = ""
+    for task in sorted({task_of(r) for r in recordings}):
+        summary = _read_tsv(root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+        if summary is None:
+            continue
+        mine = summary[summary["subject"].astype(str) == subject]
+        for target, rows in mine.groupby("target", sort=False):
+            decoding_body += image(figures.electrode_auc_map(rows, f"sub-{subject} task-{task}: {target}"),
+                                   f"decoding {target}")
+            best = rows.sort_values("auc_mean", ascending=False).head(15)
+            decoding_body += table(best[["feature", "probe", "electrode", "region", "auc_mean", "auc_sd",
+                                         "chance_high", "p_value"]])
+    if decoding_body:
+        sections.append(Section("Decoding", decoding_body))
+    dim_body = ""
+    for task in sorted({task_of(r) for r in recordings}):
+        electrodes = _read_tsv(root_path(config, f"task-{task}_desc-dimensionality_electrodes.tsv"))
+        if electrodes is not None:
+            mine = electrodes[electrodes["subject"].astype(str) == subject]
+            if len(mine):
+                dim_body += table(mine[["electrode", "region", "feature", "n_examples", "dimension"]])
+    if dim_body:
+        sections.append(Section("Intrinsic dimensionality", dim_body))
+    return render(f"bids-brainbert: sub-{subject}", sections,
+                  f"bids-brainbert {__version__}, generated from the derivatives in {config.output_dir.name}")
+
+
+def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> list[Path]:
+    """OUTPUT_DIR/sub-<label>.html for every subject of ``recordings`` (fMRIPrep/MRIQC convention)."""
+    subjects: dict[str, list[Recording]] = defaultdict(list)
+    for recording in recordings:
+        subjects[recording.subject].append(recording)
+    written = []
+    for subject, subject_recordings in sorted(subjects.items()):
+        path = root_path(config, f"sub-{subject}.html")
+        deriv.atomic_write_bytes(path, subject_report(config, subject, subject_recordings).encode("utf-8"))
+        written.append(path)
+    return written
+
+
+def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
+    from ..reports import figures
+    from ..reports.html import Section, escape, image, paragraph, render, table
+
+    sections: list[Section] = []
+    loss_body = ""
+    from ..training import latest_checkpoint
+
+    models_root = config.output_dir / MODELS_DIR
+    for model_dir in sorted(models_root.glob("desc-*")) if models_root.is_dir() else []:
+        checkpoint = latest_checkpoint(model_dir)
+        if checkpoint is not None and (checkpoint / "loss_curve.png").exists():
+            loss_body += f"<h3>{escape(model_dir.name)} ({escape(checkpoint.name)})</h3>"
+            loss_body += image((checkpoint / "loss_curve.png").read_bytes(), f"loss curve {model_dir.name}")
+    sections.append(Section("Pretraining", loss_body or paragraph("No model has been pretrained in this output "
+                                                                  "directory.", "note")))
+    for task in sorted({task_of(r) for r in recordings}):
+        summary = _read_tsv(root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+        if summary is not None and len(summary):
+            body = ""
+            efficiency = _read_tsv(root_path(config, f"task-{task}_desc-dataefficiency_scores.tsv"))
+            for name, png in figures.decoding_figures(summary, efficiency).items():
+                body += image(png, name)
+            electrodes = summary[summary["probe"] == "electrode"]
+            overview = (electrodes.assign(significant=electrodes["p_value"].astype(float) < 0.05)
+                        .groupby(["target", "feature"])
+                        .agg(electrodes=("auc_mean", "count"), auc_mean=("auc_mean", "mean"),
+                             auc_max=("auc_mean", "max"), fraction_p_below_005=("significant", "mean"))
+                        .reset_index())
+            body += "<h3>Electrode probes by feature</h3>" + table(overview)
+            population = summary[summary["probe"] == "population"]
+            body += "<h3>Population probes</h3>" + table(population[["subject", "target", "feature", "auc_mean",
+                                                                      "auc_sd", "chance_high", "p_value"]])
+            generalization = _read_tsv(root_path(config, f"task-{task}_desc-generalization_summary.tsv"))
+            if generalization is not None and len(generalization):
+                body += "<h3>Generalization to subjects held out of pretraining</h3>" + table(generalization)
+            sections.append(Section(f"Decoding, task {task}", body))
+        regions = _read_tsv(root_path(config, f"task-{task}_desc-dimensionality_regions.tsv"))
+        if regions is not None and len(regions):
+            sections.append(Section(f"Intrinsic dimensionality, task {task}",
+                                    image(figures.dimensionality_by_region(regions), "dimensionality by region")
+                                    + table(regions)))
+    citation = root_path(config, CITATION)
+    if citation.exists():
+        sections.append(Section("Methods", f"<pre style=\"white-space: pre-wrap\">{escape(citation.read_text())}</pre>"))
+    path = root_path(config, GROUP_REPORT)
+    deriv.atomic_write_bytes(path, render("bids-brainbert: group report", sections,
+                                          f"bids-brainbert {__version__}").encode("utf-8"))
+    return path
+
+
+CITATION = "logs/CITATION.md"
+
+
+def write_citation(config: RunConfig, analysis: str) -> Path:
+    from ..reports.boilerplate import methods_text, package_versions
+    from .embeddings import find_model
+
+    model = None
+    try:
+        source = find_model(config)
+        if source is not None:
+            model = {"sha256": source.sha256, "path": str(source.path)}
+    except BidsBrainbertError:
+        model = None
+    path = root_path(config, CITATION)
+    text = methods_text(config.to_toml_dict(), package_versions(), __version__, analysis, model)
+    deriv.atomic_write_bytes(path, text.encode("utf-8"))
+    return path
+
+
+__all__ = ["ANALYSES", "FEATURE_CHOICES", "run_decoding", "run_dimensionality", "load_atlas", "run_group_analyses",
+           "BRAINBERT_SIZES", "BidsBrainbertError"]

@@ -1,0 +1,128 @@
+"""The full group level (pretrain with a held-out subject, embed, decode, dimensionality) and its reports:
+self-contained HTML opened in headless Chromium, which must decode every embedded figure."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+
+from bids_brainbert.bids.derivatives import sha256_of_file
+from bids_brainbert.cli.run import main
+
+GROUP = ["--train-steps", "12", "--batch-size", "8", "--checkpoint-every", "6", "--model-size", "small",
+         "--train-window-s", "2", "--embedding-window-s", "2", "--decoding-window-s", "2",
+         "--holdout-participant-label", "03", "--decoding-features", "voltage", "embeddings",
+         "--decoding-permutations", "50", "--data-efficiency-draws", "1", "--skip-bids-validation",
+         "--random-seed", "9"]
+# chromium reports, after load, the natural width of every <img> (0 = not decoded)
+PROBE = ("<script>window.addEventListener('load', () => { document.title = 'IMAGES:' + "
+         "Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0).join(','); });</script>")
+
+
+def run(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def test_group_analyses_and_reports(demo_derivatives, tmp_path):
+    """One full group run checked from several sides (one test: parallel workers must not repeat the run)."""
+    root, out, truth = demo_derivatives
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    assert run(root, copy, "group", *GROUP) == 0
+    check_reports_render_in_chromium_with_their_figures(copy, truth, tmp_path)
+    check_generalization_dimensionality_and_provenance(copy)
+    check_analyses_alone_reuse_existing_derivatives(root, copy, tmp_path)
+
+
+def rendered_image_widths(html_path, tmp_path) -> list[int]:
+    """Open a copy of the report (plus a probe script) in headless Chromium; widths of its decoded images."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is required (CI installs it: see .ci/run)"
+    copy = tmp_path / html_path.name
+    copy.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
+    done = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+                           "--virtual-time-budget=10000", "--dump-dom", copy.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    match = re.search(r"<title>IMAGES:([0-9,]*)</title>", done.stdout)
+    assert match, done.stdout[:2000]
+    return [int(w) for w in match.group(1).split(",") if w]
+
+
+def check_reports_render_in_chromium_with_their_figures(out, truth, tmp_path):
+    group = out / "group_ieeg.html"
+    text = group.read_text()
+    assert "src=\"http" not in text and "<link" not in text, "reports must be self-contained"
+    widths = rendered_image_widths(group, tmp_path)
+    # loss curve, decoding by feature, by region, data efficiency, dimensionality
+    assert len(widths) >= 5 and all(w > 100 for w in widths), widths
+    for subject in truth.responsive:
+        report = out / f"sub-{subject}.html"
+        widths = rendered_image_widths(report, tmp_path)
+        n_recordings = len(truth.runs[subject])
+        # a spectrogram and an embedding plot per recording, and a decoding map
+        assert len(widths) >= 2 * n_recordings + 1 and all(w > 100 for w in widths), (subject, widths)
+        body = report.read_text()
+        bad = truth.bad_channels[subject][0]
+        assert re.search(rf"<td>{re.escape(bad)}</td>\s*<td>[A-Z]*</td>\s*<td>no</td>\s*<td>marked bad", body), bad
+        assert "left out by 'auto' re-referencing" in body
+        assert "Intrinsic dimensionality" in body and "Decoding" in body
+
+
+def test_a_blank_report_would_fail_the_render_check(tmp_path):
+    broken = tmp_path / "broken.html"
+    broken.write_text('<html><body><img src="data:image/png;base64,AAAA"></body></html>')
+    assert rendered_image_widths(broken, tmp_path) == [0]
+
+
+def test_participant_level_writes_subject_reports(demo_derivatives):
+    _, out, truth = demo_derivatives
+    for subject in truth.responsive:
+        body = (out / f"sub-{subject}.html").read_text()
+        assert "Spectrogram examples" in body and body.count("data:image/png;base64,") >= len(truth.runs[subject])
+        assert truth.bad_channels[subject][0] in body
+
+
+def check_generalization_dimensionality_and_provenance(out):
+    label = "brainbertHoldout03"
+    weights = out / "models" / f"desc-{label}" / "checkpoints" / "step-00000012" / "model.safetensors"
+    generalization = pd.read_csv(out / "task-listening_desc-generalization_summary.tsv", sep="\t",
+                                 dtype={"subject": str})
+    held = dict(zip(generalization["subject"], generalization["in_pretraining"].astype(str).str.lower()))
+    assert held == {"01": "true", "02": "true", "03": "false"}
+    sidecar = json.loads((out / "task-listening_desc-decoding_scores.json").read_text())
+    assert sidecar["Features"][label]["ModelSha256"] == sha256_of_file(weights)
+    assert sidecar["Features"][label]["WindowS"] == 2.0
+    electrodes = pd.read_csv(out / "task-listening_desc-dimensionality_electrodes.tsv", sep="\t",
+                             dtype={"subject": str}, keep_default_na=False)
+    assert set(electrodes["feature"]) == {label, "spectrogram"}
+    assert set(electrodes["region_source"]) == {"electrodes.tsv"}
+    assert {"superior temporal gyrus", "hippocampus"} <= set(electrodes["region"])
+    scored = electrodes[electrodes["dimension"] != "n/a"]
+    assert len(scored) == len(electrodes)
+    assert (scored["dimension"].astype(int) <= scored["max_dimension"].astype(int)).all()
+    assert (scored["dimension"].astype(int) >= 1).all()
+    regions = pd.read_csv(out / "task-listening_desc-dimensionality_regions.tsv", sep="\t")
+    assert regions["n_electrodes"].sum() == len(scored)
+    dim_sidecar = json.loads((out / "task-listening_desc-dimensionality_electrodes.json").read_text())
+    assert dim_sidecar["Features"][label]["ModelSha256"] == sha256_of_file(weights)
+    assert dim_sidecar["Threshold"] == 0.95 and dim_sidecar["SoftwareVersion"]
+    citation = (out / "logs" / "CITATION.md").read_text()
+    for fact in ("bids-brainbert", "scikit-learn", "50 circular shifts", "seed 9", "leaving out subject(s) 03",
+                 "windows of 2 s", "trial_type"):
+        assert fact in citation, fact
+
+
+def check_analyses_alone_reuse_existing_derivatives(root, out, tmp_path):
+    copy = tmp_path / "again"
+    shutil.copytree(out, copy)
+    weights = next(copy.rglob("model.safetensors"))
+    before = weights.stat().st_mtime_ns
+    (copy / "task-listening_desc-dimensionality_regions.tsv").unlink()
+    (copy / "group_ieeg.html").unlink()
+    assert run(root, copy, "group", "--analysis", "dimensionality", "--embedding-window-s", "2",
+               "--skip-bids-validation", "--model-label", "brainbertHoldout03") == 0
+    assert (copy / "task-listening_desc-dimensionality_regions.tsv").exists()
+    assert (copy / "group_ieeg.html").exists() and weights.stat().st_mtime_ns == before
