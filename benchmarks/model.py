@@ -12,26 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
+
 from bids_brainbert.model import MaskConfig, build_model, mask_spectrogram, masked_reconstruction_loss
 from bids_brainbert.training import SpectrogramWindows
 
 FRAMES, FREQS = 205, 40   # a 5 s window at 40.96 frames/s, 40 frequencies
-
-
-def best_of(repeats: int, func) -> float:
-    func()   # warm-up (allocator, lazy init)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def embedding_rate(preset: str, batch: int, repeats: int, dtype: torch.dtype) -> float:
@@ -43,7 +34,7 @@ def embedding_rate(preset: str, batch: int, repeats: int, dtype: torch.dtype) ->
         with torch.inference_mode():
             model.encoder(x)
 
-    return batch / best_of(repeats, run)
+    return batch / best_time(warmup=True, repeats=repeats, func=run)
 
 
 def training_rate(preset: str, batch: int, repeats: int, dtype: torch.dtype) -> float:
@@ -62,13 +53,13 @@ def training_rate(preset: str, batch: int, repeats: int, dtype: torch.dtype) -> 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
-    return 1.0 / best_of(repeats, step)
+    return 1.0 / best_time(warmup=True, repeats=repeats, func=step)
 
 
 def masking_seconds(batch: int, repeats: int) -> float:
     x = torch.randn(batch, FRAMES, FREQS)
     gen = torch.Generator().manual_seed(0)
-    return best_of(repeats, lambda: mask_spectrogram(x, MaskConfig(), gen))
+    return best_time(warmup=True, repeats=repeats, func=lambda: mask_spectrogram(x, MaskConfig(), gen))
 
 
 def reader_rates(batch: int, repeats: int) -> tuple[float, float]:
@@ -82,7 +73,7 @@ def reader_rates(batch: int, repeats: int) -> tuple[float, float]:
         del data
         windows = SpectrogramWindows([path], window_s=5.0)
         order = np.random.default_rng(1).permutation(len(windows))[:batch]
-        ours = best_of(repeats, lambda: [windows[int(i)] for i in order])
+        ours = best_time(warmup=True, repeats=repeats, func=lambda: [windows[int(i)] for i in order])
 
         def whole_run() -> None:
             for i in order:
@@ -91,7 +82,7 @@ def reader_rates(batch: int, repeats: int) -> tuple[float, float]:
                 window = run[channel, start:start + windows.window_frames].astype(np.float64)
                 (window - window.mean(0)) / (window.std(0) + 1e-6)
 
-        reference = best_of(1, whole_run)
+        reference = best_time(warmup=True, repeats=1, func=whole_run)
     return batch / ours, batch / reference
 
 

@@ -26,6 +26,8 @@ import time
 import numpy as np
 from scipy.signal import fftconvolve
 
+from timing import best_time  # benchmarks/timing.py (the script's folder is on sys.path)
+
 from bids_brainbert.transforms.superlet import SuperletParams, superlet_transform, wavelet_set
 
 SFREQ = 2048.0
@@ -44,15 +46,6 @@ def original_method(x: np.ndarray, sfreq: float, params: SuperletParams) -> np.n
             log_sum += exponent * np.log(np.abs(fftconvolve(x, wavelet, mode="same")) + 1e-300)
         rows.append(np.exp(log_sum)[::params.decimation])
     return np.array(rows)
-
-
-def timed(func, repeats: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def many_electrodes(n_channels: int, seconds: float, batch: int, seed: int) -> dict:
@@ -100,12 +93,12 @@ def main() -> None:
     x_ref = rng.standard_normal(int(ref_seconds * SFREQ))
     x = rng.standard_normal((1, int(60 * SFREQ)))
     batch16 = rng.standard_normal((16, int(60 * SFREQ)))
-    reference = timed(lambda: original_method(x_ref, SFREQ, params)) * 60.0 / ref_seconds
-    cold = timed(lambda: superlet_transform(x, SFREQ, params, workers=1))  # first call builds the plan
-    warm = timed(lambda: superlet_transform(x, SFREQ, params, workers=1), repeats=5)
-    warm64 = timed(lambda: superlet_transform(x, SFREQ, params, workers=1, dtype=np.float64), repeats=3)
-    batched = timed(lambda: superlet_transform(batch16, SFREQ, params, workers=1), repeats=2) / 16
-    torch_cpu = timed(lambda: superlet_transform(x, SFREQ, params, backend="torch", device="cpu"), repeats=3)
+    reference = best_time(lambda: original_method(x_ref, SFREQ, params)) * 60.0 / ref_seconds
+    cold = best_time(lambda: superlet_transform(x, SFREQ, params, workers=1))  # first call builds the plan
+    warm = best_time(lambda: superlet_transform(x, SFREQ, params, workers=1), repeats=5)
+    warm64 = best_time(lambda: superlet_transform(x, SFREQ, params, workers=1, dtype=np.float64), repeats=3)
+    batched = best_time(lambda: superlet_transform(batch16, SFREQ, params, workers=1), repeats=2) / 16
+    torch_cpu = best_time(lambda: superlet_transform(x, SFREQ, params, backend="torch", device="cpu"), repeats=3)
     print("1 electrode x 60 s at 2048 Hz, BrainBERT parameters, single thread")
     print(f"{'method':52s} {'seconds':>8s} {'speed-up':>9s}")
     scaled = " (10 s, scaled)" if args.quick else ""
