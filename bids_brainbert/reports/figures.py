@@ -102,20 +102,20 @@ def auc_by_feature(summary: pd.DataFrame, title: str) -> bytes:
 
 def auc_by_region(summary: pd.DataFrame, title: str) -> bytes:
     """Mean electrode AUC per region (rows) and feature (columns) as a heat map."""
-    rows = summary[summary["probe"] == "electrode"]
-    if rows.empty:
-        return _empty("no electrode probe was scored")
-    table = rows.pivot_table(index="region", columns="feature", values="auc_mean", aggfunc="mean")
-    return _heatmap(table, title, "mean ROC-AUC", vmin=0.3, vmax=1.0)
+    return _electrode_auc_heatmap(summary, "region", title, "mean ROC-AUC")
 
 
 def electrode_auc_map(summary: pd.DataFrame, title: str) -> bytes:
     """AUC per electrode (rows) and feature (columns) for one subject and target."""
+    return _electrode_auc_heatmap(summary, "electrode", title, "ROC-AUC")
+
+
+def _electrode_auc_heatmap(summary: pd.DataFrame, rows_by: str, title: str, label: str) -> bytes:
     rows = summary[summary["probe"] == "electrode"]
     if rows.empty:
         return _empty("no electrode probe was scored")
-    table = rows.pivot_table(index="electrode", columns="feature", values="auc_mean", aggfunc="mean")
-    return _heatmap(table, title, "ROC-AUC", vmin=0.3, vmax=1.0)
+    table = rows.pivot_table(index=rows_by, columns="feature", values="auc_mean", aggfunc="mean")
+    return _heatmap(table, title, label, vmin=0.3, vmax=1.0)
 
 
 def _heatmap(table: pd.DataFrame, title: str, label: str, vmin=None, vmax=None) -> bytes:
