@@ -34,9 +34,10 @@ command -v docker >/dev/null || fail "the docker CLI is needed to run the README
 
 # --- 2. build -------------------------------------------------------------------------------------------------
 phase "building $image"
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)  # read once: the checks compare against the same one
 build_args=(--pull=never --build-arg BASE_IMAGE=localhost/debian:bookworm-slim
             --build-arg VERSION="$version" --build-arg IMAGE_TAG="$image"
-            --build-arg VCS_REF="$(git rev-parse HEAD 2>/dev/null || echo unknown)")
+            --build-arg VCS_REF="$revision")
 [ -s /etc/ssl/certs/ca-certificates.crt ] && build_args+=(--secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt)
 [ -d /opt/wheels ] && build_args+=(-v /opt/wheels:/opt/wheels:ro)
 build_start=$SECONDS
@@ -98,6 +99,6 @@ phase "native participant level (reference) and checks"
 "$python" -m bids_brainbert "$work/demo/rawdata" "$work/native" participant --nprocs 2 --random-seed 7 \
   --skip-bids-validation
 "$python" tests/container/check_outputs.py --work "$work" --image-json "$work/image.json" \
-  --revision "$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+  --revision "$revision"
 
 echo "container test passed: build ${build_seconds} s, container runs ${run_seconds} s, total $((SECONDS - started)) s"
