@@ -81,12 +81,14 @@ def superlet_transform(signal: np.ndarray, sfreq: float, params: SuperletParams 
     if short is not None:
         passes.append((short, -(-short.half_taps // decimation) * decimation))
     log_sum = np.zeros((n_channels, len(params.freqs_hz), n_frames), dtype=dtype)
+    if one_shot:  # the signal at the start of the FFT, zeros after it stand for zeros on both sides
+        whole = np.asarray(x, dtype=dtype)
+        for plan, _ in passes:
+            log_sum += kernel(whole, plan, n_frames)
+        return _finish(log_sum, params, sfreq, trim_edges, zscore)
     for first in range(0, n_frames, chunk_frames):
         frames = min(chunk_frames, n_frames - first)
         for plan, context in passes:
-            if one_shot:  # the signal at the start of the FFT, zeros after it stand for zeros on both sides
-                log_sum += kernel(np.asarray(x, dtype=dtype), plan, n_frames)
-                continue
             # the chunk's first output sample sits `context` samples into the segment (a multiple of decimation)
             segment = _segment_with_context(x, first * decimation, frames * decimation, context, dtype)
             skip = context // decimation
