@@ -108,6 +108,7 @@ class RunConfig:
                                                                    "embeddings"])
     decoding_folds: int = 5
     decoding_permutations: int = 100
+    decoding_permutation_scheme: str = "shuffle"                  # "shuffle" | "shift" (block designs)
     data_efficiency_sizes: list[int] = field(default_factory=lambda: [50, 100, 200, 500, 1000])
     data_efficiency_draws: int = 5
     dimensionality_examples: int = 500

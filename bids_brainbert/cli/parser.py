@@ -155,7 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="features to decode (all)")
     ana.add_argument("--decoding-folds", type=_min_two, metavar="K", help="outer folds when a subject has one run (5)")
     ana.add_argument("--decoding-permutations", type=_non_negative_int, metavar="N",
-                     help="label permutations for chance level and p-values (100)")
+                     help="label permutations for chance level and p-values; each refits the nested "
+                          "cross-validation (100)")
+    ana.add_argument("--decoding-permutation-scheme", choices=("shuffle", "shift"),
+                     help="how labels are permuted within a run: shuffle (event-related designs, default) or "
+                          "circular shift in time order (block designs: keeps the labels' autocorrelation)")
     ana.add_argument("--data-efficiency-sizes", type=_positive_int, nargs="+", metavar="N",
                      help="training-set sizes (50 100 200 500 1000; those fitting the data are used)")
     ana.add_argument("--data-efficiency-draws", type=_non_negative_int, metavar="N",

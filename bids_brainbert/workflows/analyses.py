@@ -418,7 +418,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                             sizes = data_efficiency_sizes(config.data_efficiency_sizes, n_available)
                             sizes_used[f"sub-{subject}"] = sizes
                             for row in data_efficiency(x[mask], y, result, sizes, config.data_efficiency_draws,
-                                                       params, rng):
+                                                       rng):
                                 efficiency_rows.append({"subject": subject, "target": target, "feature": feature,
                                                         "feature_kind": info["Kind"],
                                                         "in_pretraining": in_pretraining, **row})
@@ -472,7 +472,8 @@ def generalization_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def decoding_params(config: RunConfig) -> DecodingParams:
-    return DecodingParams(n_folds=config.decoding_folds, n_permutations=config.decoding_permutations)
+    return DecodingParams(n_folds=config.decoding_folds, n_permutations=config.decoding_permutations,
+                          permutation=config.decoding_permutation_scheme)
 
 
 # ------------------------------------------------------------------------------------------------ dimensionality
