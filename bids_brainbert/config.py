@@ -78,7 +78,8 @@ class RunConfig:
     model: Path | None = None                 # checkpoint for embeddings (default: the group model, if trained)
     model_label: str = "brainbert"            # desc label of the model folder and embedding files
     embedding_layer: int = -1
-    embedding_pooling: str = "middle"
+    embedding_pooling: str = "middle"               # event embeddings (decoding; BrainBERT: middle frames)
+    embedding_window_pooling: str = "mean"          # sliding-window embeddings (dimensionality; BrainBERT: all)
     embedding_middle_frames: int = 10
     embedding_window_s: float = 5.0
     embedding_stride_s: float = 0.0           # 0 = the window length (non-overlapping)

@@ -60,7 +60,10 @@ def test_group_writes_embeddings_for_every_recording(group_output):
         sidecar = json.loads((folder / f"{stem}_desc-brainbert_embeddings.json").read_text())
         assert windows.shape[0] == spectrogram.shape[0] and windows.shape[2] == 384 and windows.shape[1] >= 1
         assert np.isfinite(windows).all() and windows.std() > 0
-        assert sidecar["Layer"] == -1 and sidecar["Pooling"] == "middle" and sidecar["MiddleFrames"] == 10
+        # sliding windows are read out over all frames (dimensionality), event windows over the middle ones (probes)
+        assert sidecar["Layer"] == -1 and sidecar["Pooling"] == "mean" and sidecar["MiddleFrames"] is None
+        events_sidecar = json.loads((folder / f"{stem}_desc-brainbertEvents_embeddings.json").read_text())
+        assert events_sidecar["Pooling"] == "middle" and events_sidecar["MiddleFrames"] == 10
         assert sidecar["WindowS"] == 2.0 and len(sidecar["WindowCentresS"]) == windows.shape[1]
         weights = out / "models" / "desc-brainbert" / "checkpoints" / "step-00000012" / "model.safetensors"
         assert sidecar["Model"]["Sha256"] == sha256_of_file(weights)

@@ -110,7 +110,7 @@ def check_generalization_dimensionality_and_provenance(out):
     assert dim_sidecar["Features"][label]["ModelSha256"] == sha256_of_file(weights)
     assert dim_sidecar["Threshold"] == 0.95 and dim_sidecar["SoftwareVersion"]
     citation = (out / "logs" / "CITATION.md").read_text()
-    for fact in ("bids-brainbert", "scikit-learn", "50 circular shifts", "seed 9", "leaving out subject(s) 03",
+    for fact in ("bids-brainbert", "scikit-learn", "50 permutations of the labels within each run", "seed 9", "leaving out subject(s) 03",
                  "windows of 2 s", "trial_type"):
         assert fact in citation, fact
 

@@ -120,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model-label", metavar="LABEL", help="desc label of the model and its embeddings (brainbert)")
     model.add_argument("--embedding-layer", type=int, metavar="I", help="-1 last layer, 0 input stage, i layer i")
     model.add_argument("--embedding-pooling", choices=("middle", "mean"),
-                       help="middle: mean of the middle frames (BrainBERT); mean: all frames")
+                       help="readout of the event embeddings used for decoding: middle: mean of the middle frames "
+                            "(BrainBERT's probes); mean: all frames")
+    model.add_argument("--embedding-window-pooling", choices=("middle", "mean"),
+                       help="readout of the sliding-window embeddings used for intrinsic dimensionality: mean of all "
+                            "frames (BrainBERT's analysis, default) or of the middle frames")
     model.add_argument("--embedding-middle-frames", type=_positive_int, metavar="K", help="frames for middle pooling (10)")
     model.add_argument("--embedding-window-s", type=_positive_float, metavar="S", help="window length in seconds (5)")
     model.add_argument("--embedding-stride-s", type=_positive_float, metavar="S", help="sliding-window step (= window)")

@@ -11,7 +11,7 @@ Per recording and model label ``<label>`` (default ``brainbert``)::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -138,12 +138,14 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
     rate, start = float(spec_sidecar["SamplingFrequency"]), float(spec_sidecar.get("StartTime", 0.0))
     common = embedding_sidecar_common(recording, spectrogram_data, config, model_source, params, model)
     written = []
-    embeddings, centres = windowed_embeddings(spectrogram, rate, model, params,
+    # BrainBERT reads decoding probes from the middle frames but measures dimensionality on all-frames means
+    window_params = replace(params, pooling=config.embedding_window_pooling)
+    embeddings, centres = windowed_embeddings(spectrogram, rate, model, window_params,
                                               edge_frames=int(spec_sidecar.get("EdgeFrames", 0)),
                                               start_time_s=start, device=device)
     digest = _save_array(paths["windows"], embeddings)
     deriv.atomic_write_json(paths["windows_sidecar"], {
-        **common, "Description": "sliding-window embeddings per channel",
+        **common, **pooling_fields(window_params), "Description": "sliding-window embeddings per channel",
         "Axes": ["channel", "window", "feature"], "Shape": list(embeddings.shape),
         "WindowCentresS": [round(float(c), 6) for c in centres], "DataSha256": digest})
     written += [paths["windows"], paths["windows_sidecar"]]
@@ -167,6 +169,10 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
     return written
 
 
+def pooling_fields(params: EmbeddingParams) -> dict:
+    return {"Pooling": params.pooling, "MiddleFrames": params.middle_frames if params.pooling == "middle" else None}
+
+
 def embedding_sidecar_common(recording: Recording, spectrogram_data: Path, config: RunConfig,
                              model_source: ModelSource, params: EmbeddingParams,
                              model: BrainBertPretrainModel) -> dict:
@@ -178,8 +184,7 @@ def embedding_sidecar_common(recording: Recording, spectrogram_data: Path, confi
                   "Format": "brainbert-published" if model_source.published else "bids-brainbert",
                   "Config": model.config.to_dict()},
         "Layer": params.layer,
-        "Pooling": params.pooling,
-        "MiddleFrames": params.middle_frames if params.pooling == "middle" else None,
+        **pooling_fields(params),
         "WindowS": params.window_s,
         "StrideS": params.stride_s or params.window_s,
         "Normalization": "z-score per frequency within each window",
