@@ -30,23 +30,23 @@ def folded_log_superlet(segment: np.ndarray, plan: SuperletPlan, n_frames: int, 
     spectrum = periodic_spectrum(half, plan.n_fft, plan.spectrum_start, plan.spectrum_stop).view(dtype)
     del half
     log_sum = np.zeros((n_channels, plan.n_freqs, n_frames), dtype=dtype)
-    tiny = np.finfo(dtype).tiny
-    for start, stop in plan.groups:
-        folded = np.empty((n_channels, stop - start, m), dtype=complex_dtype)
-        folded_real = folded.view(dtype)  # interleaved (re, im)
-        for row, band in enumerate(plan.bands[start:stop]):
-            first = 2 * (band.row_start - plan.spectrum_start)
-            rows = spectrum[:, first:first + 2 * band.rows * m].reshape(n_channels, band.rows, 2 * m)
-            # product with the gain and sum over rows in one pass: the band folded onto M bins
-            np.einsum("crk,rk->ck", rows, plan.gain(start + row), out=folded_real[:, row])
-        response = spfft.ifft(folded, axis=-1, workers=workers, overwrite_x=True).view(dtype)
-        np.multiply(response, response, out=response)
-        power = np.add(response[..., 0:2 * n_frames:2], response[..., 1:2 * n_frames:2])
-        np.maximum(power, tiny, out=power)
-        np.log(power, out=power)
-        freqs, weights = plan.group_weights[start // plan.group_size]
-        with single_threaded_blas():
-            log_sum[:, freqs] += np.matmul(weights, power)
+    floor = np.sqrt(np.finfo(dtype).tiny)            # magnitude floor: the power stays >= tiny, log finite
+    with single_threaded_blas():
+        for start, stop in plan.groups:
+            folded = np.empty((n_channels, stop - start, m), dtype=complex_dtype)
+            folded_real = folded.view(dtype)  # interleaved (re, im)
+            for row, band in enumerate(plan.bands[start:stop]):
+                first = 2 * (band.row_start - plan.spectrum_start)
+                rows = spectrum[:, first:first + 2 * band.rows * m].reshape(n_channels, band.rows, 2 * m)
+                # product with the gain and sum over rows in one pass: the band folded onto M bins
+                np.einsum("crk,rk->ck", rows, plan.gain(start + row), out=folded_real[:, row])
+            response = spfft.ifft(folded, axis=-1, workers=workers, overwrite_x=True)
+            magnitude = np.abs(response[..., :n_frames])
+            np.maximum(magnitude, floor, out=magnitude)
+            np.log(magnitude, out=magnitude)
+            freqs, weights = plan.group_weights[start // plan.group_size]
+            log_sum[:, freqs] += np.matmul(weights, magnitude)
+    log_sum *= 2.0                                   # log |z| -> log |z|^2, the power the plan's scale refers to
     log_sum += plan.log_scale[None, :, None]
     return log_sum
 
