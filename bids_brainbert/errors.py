@@ -6,6 +6,9 @@ returns, so that the mapping lives in one place.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_PROCESSING_FAILURE = 1
 EXIT_INVALID_DATASET = 16
@@ -47,3 +50,22 @@ class CheckpointError(BidsBrainbertError):
     """A checkpoint file is missing, corrupt, of the wrong shape or unsafe to load."""
 
     exit_code = EXIT_CHECKPOINT
+
+
+# A write refused for lack of space: the disk or a quota is full, or the file size limit (ulimit -f) is reached.
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def resource_exhaustion(exc: BaseException, subject: Path | str, output_dir: Path | str | None = None) -> str | None:
+    """One line saying what ran out while processing ``subject`` (a recording or the run), or None when ``exc``
+    is not memory or disk exhaustion. These are not bugs: the fix is more memory or space, then the same command
+    (finished outputs are kept)."""
+    if isinstance(exc, MemoryError):
+        return (f"{subject}: out of memory (give the job more memory, or use fewer --nprocs or a smaller "
+                "--channel-batch-size), then re-run the same command")
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        where = exc.filename or output_dir or "the output or work directory"
+        reason = exc.strerror or errno.errorcode.get(exc.errno, "")
+        return (f"{subject}: disk full ({reason}) while writing {where}; free space there (or raise the quota or "
+                "file size limit), then re-run the same command")
+    return None

@@ -18,7 +18,7 @@ from ..bids.discovery import Selection, check_dataset_root, expand_labels, read_
 from ..bids.validation import validate_dataset
 from ..config import RunConfig, build_config, read_config_file, replace, seed_everything, write_config_toml
 from ..errors import (EXIT_OK, EXIT_PROCESSING_FAILURE, BadAnalysisLevelError, BidsBrainbertError,
-                      UsageError)
+                      UsageError, resource_exhaustion)
 from ..threads import limit_threads
 from .parser import ANALYSIS_LEVELS, build_demo_parser, build_parser
 
@@ -268,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bids-brainbert: interrupted; re-run the same command to finish what is missing", file=sys.stderr)
         return 130
+    except (MemoryError, OSError) as exc:   # outside a recording (those are reported per recording)
+        message = resource_exhaustion(exc, "bids-brainbert")
+        if message is None:
+            raise
+        print(f"bids-brainbert: error: {message.split(': ', 1)[1]}", file=sys.stderr)
+        return EXIT_PROCESSING_FAILURE
 
 
 def console_entry() -> None:

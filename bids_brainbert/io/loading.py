@@ -34,6 +34,14 @@ LOGGER = logging.getLogger("bids_brainbert")
 ANALYSED_TYPES = ("seeg", "ecog")
 
 
+def _channel_groups(electrodes: pd.DataFrame | None, ch_names: list[str]) -> dict[str, str]:
+    """Electrode group per channel (electrodes.tsv ``group`` column), for per-grid common averages."""
+    if electrodes is None or "group" not in electrodes.columns:
+        return {}
+    col = electrodes["group"]
+    return {name: str(col[name]) for name in ch_names if name in col.index and pd.notna(col[name])}
+
+
 @dataclass
 class LoadedRecording:
     """The analysed channels of one recording, in volts."""
@@ -50,12 +58,85 @@ class LoadedRecording:
     events: pd.DataFrame | None = None                        # onset (s), duration (s), trial_type
 
     @property
+    def n_samples(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
     def groups(self) -> dict[str, str]:
         """Electrode group per channel (electrodes.tsv ``group`` column), for per-grid common averages."""
-        if self.electrodes is None or "group" not in self.electrodes.columns:
-            return {}
-        col = self.electrodes["group"]
-        return {name: str(col[name]) for name in self.ch_names if name in col.index and pd.notna(col[name])}
+        return _channel_groups(self.electrodes, self.ch_names)
+
+
+@dataclass
+class OpenedRecording:
+    """The analysed channels of one recording with the signal left on disk: :meth:`read` gets a few channels at
+    a time, so that memory does not grow with channels x samples (an hour of 128 channels is 7.5 GB in float64).
+    Fields as in :class:`LoadedRecording`."""
+
+    raw: mne.io.BaseRaw                 # not preloaded
+    sfreq: float
+    n_samples: int
+    ch_names: list[str]
+    ch_types: list[str]
+    line_freq: float | None
+    dropped: dict[str, str] = field(default_factory=dict)
+    electrodes: pd.DataFrame | None = None
+    electrodes_file: Path | None = None
+    coordsystem: dict | None = None
+    events: pd.DataFrame | None = None
+
+    @property
+    def groups(self) -> dict[str, str]:
+        return _channel_groups(self.electrodes, self.ch_names)
+
+    def read(self, indices: list[int]) -> np.ndarray:
+        """Channels ``indices`` (into ``ch_names``) as (len(indices), n_samples) float64 volts."""
+        return read_channels(self.raw, [self.ch_names[i] for i in indices])
+
+    def load(self) -> LoadedRecording:
+        """Every channel in memory."""
+        return LoadedRecording(
+            data=self.read(list(range(len(self.ch_names)))), sfreq=self.sfreq, ch_names=list(self.ch_names),
+            ch_types=list(self.ch_types), line_freq=self.line_freq, dropped=dict(self.dropped),
+            electrodes=self.electrodes, electrodes_file=self.electrodes_file, coordsystem=self.coordsystem,
+            events=self.events)
+
+
+# Signal read at once (float64): about 4 channels of an hour at 2048 Hz. Filtering and resampling make a few
+# copies of a channel on top, so a recording is processed in well under a gigabyte whatever its size.
+BATCH_BYTES = 256 * 2**20
+# Channels between two wanted ones that are read anyway: readers are fast on contiguous channels (one pass over
+# the file) and slow on scattered ones.
+_READ_GAP = 8
+
+
+def channels_per_batch(n_samples: int, batch_bytes: int | None = None) -> int:
+    """How many float64 channels of ``n_samples`` fit in ``batch_bytes`` (default :data:`BATCH_BYTES`; at least
+    one)."""
+    return max(1, (batch_bytes or BATCH_BYTES) // max(1, 8 * n_samples))
+
+
+def read_channels(raw: mne.io.BaseRaw, names: list[str]) -> np.ndarray:
+    """``names`` from a raw that need not be preloaded, as (len(names), n_times) float64 volts (SI units, as MNE
+    stores them). Neighbouring channels are read as one contiguous block."""
+    index = {name: i for i, name in enumerate(raw.ch_names)}
+    wanted = [index[name] for name in names]
+    out = np.empty((len(wanted), raw.n_times), dtype=np.float64)
+    if not wanted:
+        return out
+    order = sorted(range(len(wanted)), key=wanted.__getitem__)
+    run: list[int] = []
+    for position in order + [None]:
+        if position is not None and (not run or wanted[position] - wanted[run[-1]] <= _READ_GAP):
+            run.append(position)
+            continue
+        first = wanted[run[0]]
+        block = raw.get_data(picks=list(range(first, wanted[run[-1]] + 1)), verbose="error")
+        for p in run:
+            out[p] = block[wanted[p] - first]
+        del block
+        run = [position] if position is not None else []
+    return out
 
 
 def find_electrodes_file(recording: Recording) -> Path | None:
@@ -282,10 +363,10 @@ def _without_sidecar_locks() -> Iterator[None]:
         _fileio._get_lock_context = locked
 
 
-def read_raw(recording: Recording, checked: bool = False) -> mne.io.BaseRaw:
+def read_raw(recording: Recording, checked: bool = False, preload: bool = True) -> mne.io.BaseRaw:
     """mne-bids read of the recording; any reader failure becomes a one-line RecordingError.
 
-    ``checked``: :func:`check_bids_files` was already run."""
+    ``checked``: :func:`check_bids_files` was already run. ``preload=False`` leaves the signal on disk."""
     if recording.extension in UNREADABLE_EXTENSIONS:
         raise RecordingError(f"{recording.path}: {recording.extension} recordings cannot be read (supported: "
                              "EDF, BDF, BrainVision, EEGLAB)")
@@ -297,7 +378,8 @@ def read_raw(recording: Recording, checked: bool = False) -> mne.io.BaseRaw:
         with warnings.catch_warnings(), _without_sidecar_locks():
             warnings.simplefilter("ignore")
             raw = mne_bids.read_raw_bids(bids_path, verbose="error")
-            raw.load_data(verbose="error")
+            if preload:
+                raw.load_data(verbose="error")
     except Exception as exc:  # readers raise many types; the user needs the file and the reason
         raise RecordingError(f"{recording.path}: cannot be read ({_first_line(exc)})") from exc
     return raw
@@ -344,9 +426,18 @@ def events_from_raw(raw: mne.io.BaseRaw) -> pd.DataFrame:
 IMPLAUSIBLE_AMPLITUDE_V = 0.01
 
 
-def warn_if_implausible_amplitude(recording: Recording, data: np.ndarray) -> float:
-    """Median over channels of the robust standard deviation (volts); warns when it cannot be iEEG in volts."""
-    deviation = 1.4826 * np.median(np.abs(data - np.median(data, axis=1, keepdims=True)), axis=1)
+def channel_deviation(data: np.ndarray) -> np.ndarray:
+    """Robust standard deviation (1.4826 x median absolute deviation) of each row, one row at a time (the
+    medians copy their input: a whole batch would be copied three times)."""
+    return np.array([1.4826 * np.median(np.abs(row - np.median(row))) for row in data], dtype=np.float64)
+
+
+def warn_if_implausible_amplitude(recording: Recording, data: np.ndarray | None = None,
+                                  deviation: np.ndarray | None = None) -> float:
+    """Median over channels of the robust standard deviation (volts); warns when it cannot be iEEG in volts.
+    Give the signal ``data`` or its per-channel ``deviation`` (:func:`channel_deviation`)."""
+    if deviation is None:
+        deviation = channel_deviation(data)
     typical = float(np.median(deviation)) if deviation.size else 0.0
     if typical > IMPLAUSIBLE_AMPLITUDE_V:
         LOGGER.warning("%s: median channel amplitude %.3g V is implausible for iEEG (expected microvolts to "
@@ -358,7 +449,7 @@ def check_fits_analysis(recording: Recording, loaded: LoadedRecording, config) -
     """The recording must hold one analysis window (BrainBERT's input, ``--embedding-window-s``) and its own
     sampling rate must resolve the highest analysed frequency: resampling to 2048 Hz adds no content above the
     recording's Nyquist frequency, so a spectrogram there would be empty, not measured."""
-    duration = loaded.data.shape[1] / loaded.sfreq
+    duration = loaded.n_samples / loaded.sfreq
     if duration < config.embedding_window_s:
         raise RecordingError(f"{recording.path}: recording is {duration:.3g} s long, shorter than one "
                              f"{config.embedding_window_s:g} s analysis window (--embedding-window-s)")
@@ -399,20 +490,30 @@ def unusable_channels(names: list[str], data: np.ndarray) -> dict[str, str]:
     return reasons
 
 
-def load_recording(recording: Recording, include_dbs: bool = False) -> LoadedRecording:
-    """Load the analysed channels of a recording. Raises RecordingError with a one-line reason."""
+def open_recording(recording: Recording, include_dbs: bool = False,
+                   batch_channels: int | None = None) -> OpenedRecording:
+    """Check a recording and find its usable analysed channels, reading the signal ``batch_channels`` channels at
+    a time (default: :func:`channels_per_batch`); the signal stays on disk. Raises RecordingError with a one-line
+    reason."""
     # an unreadable format is refused by read_raw before its sidecars matter
     events_table = None if recording.extension in UNREADABLE_EXTENSIONS else check_bids_files(recording)
-    raw = read_raw(recording, checked=True)
+    raw = read_raw(recording, checked=True, preload=False)
     if events_table is not None:
         check_events_inside(*events_table, duration_s=raw.n_times / raw.info["sfreq"])
     keep, dropped = select_channels(raw, include_dbs)
     kinds = "SEEG/ECOG" + ("/DBS" if include_dbs else "")
     if not keep:
         raise RecordingError(f"{recording.path}: no usable {kinds} channel (all other types or marked bad)")
-    picked = raw.copy().pick(keep)
-    data = picked.get_data().astype(np.float64, copy=False)  # MNE stores SI units: volts
-    unusable = unusable_channels(list(picked.ch_names), data)
+    batch = batch_channels or channels_per_batch(raw.n_times)
+    unusable: dict[str, str] = {}
+    deviation = []
+    for start in range(0, len(keep), batch):
+        names = keep[start:start + batch]
+        data = read_channels(raw, names)
+        found = unusable_channels(names, data)
+        unusable.update(found)
+        deviation.append(channel_deviation(data[[i for i, name in enumerate(names) if name not in found]]))
+        del data
     if unusable:
         if len(unusable) == len(keep):
             shown = "; ".join(f"{name}: {reason}" for name, reason in list(unusable.items())[:3])
@@ -421,20 +522,21 @@ def load_recording(recording: Recording, include_dbs: bool = False) -> LoadedRec
         LOGGER.warning("%s: %d channel(s) without a usable signal left out: %s", recording.path, len(unusable),
                        "; ".join(f"{name}: {reason}" for name, reason in unusable.items()))
         dropped.update(unusable)
-        picked.drop_channels(list(unusable))
-        data = data[[i for i, name in enumerate(keep) if name not in unusable]]
-    warn_if_implausible_amplitude(recording, data)
+    warn_if_implausible_amplitude(recording, deviation=np.concatenate(deviation))
+    usable = [name for name in keep if name not in unusable]
+    types = dict(zip(raw.ch_names, raw.get_channel_types()))
     electrodes_file = find_electrodes_file(recording)
     coordsystem = None
     if electrodes_file is not None:
         candidate = electrodes_file.with_name(electrodes_file.name.replace("_electrodes.tsv", "_coordsystem.json"))
         if candidate.exists():  # valid JSON: check_bids_files made sure
             coordsystem = json.loads(candidate.read_text(encoding="utf-8"))
-    return LoadedRecording(
-        data=data,
+    return OpenedRecording(
+        raw=raw,
         sfreq=float(raw.info["sfreq"]),
-        ch_names=list(picked.ch_names),
-        ch_types=list(picked.get_channel_types()),
+        n_samples=int(raw.n_times),
+        ch_names=usable,
+        ch_types=[types[name] for name in usable],
         line_freq=read_line_frequency(recording),
         dropped=dropped,
         electrodes=read_electrodes(electrodes_file),
@@ -442,3 +544,8 @@ def load_recording(recording: Recording, include_dbs: bool = False) -> LoadedRec
         coordsystem=coordsystem,
         events=events_from_raw(raw),
     )
+
+
+def load_recording(recording: Recording, include_dbs: bool = False) -> LoadedRecording:
+    """Load the analysed channels of a recording into memory. Raises RecordingError with a one-line reason."""
+    return open_recording(recording, include_dbs=include_dbs).load()

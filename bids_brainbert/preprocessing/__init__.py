@@ -8,17 +8,20 @@ from .line_noise import line_noise_description, notch_frequencies, remove_line_n
 from .referencing import (
     REFERENCE_SCHEMES,
     ReferencedData,
+    ReferencePlan,
     apply_reference,
     bipolar_reference,
     common_average_reference,
     laplacian_reference,
     parse_contact_label,
+    reference_plan,
 )
 from .resampling import resample_signal, resampling_description, resampling_factors
 
 __all__ = [
     "REFERENCE_SCHEMES",
     "ReferencedData",
+    "ReferencePlan",
     "apply_reference",
     "bipolar_reference",
     "common_average_reference",
@@ -26,6 +29,7 @@ __all__ = [
     "line_noise_description",
     "notch_frequencies",
     "parse_contact_label",
+    "reference_plan",
     "remove_line_noise",
     "resample_signal",
     "resampling_description",

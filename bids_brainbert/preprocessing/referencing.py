@@ -30,6 +30,8 @@ __all__ = [
     "common_average_reference",
     "bipolar_reference",
     "apply_reference",
+    "reference_plan",
+    "ReferencePlan",
 ]
 
 REFERENCE_SCHEMES = ("auto", "laplacian", "car", "bipolar", "none")
@@ -220,40 +222,109 @@ def _bipolar_derivs(indices: list[int], names: list[str], types: list[str],
     return derivs
 
 
+@dataclass
+class ReferencePlan:
+    """Which output channel is computed from which inputs, decided from the labels alone (no signal).
+
+    The participant level computes the outputs a few channels at a time from it (the recording never has to be
+    in memory whole); :meth:`apply` computes them all at once. Both give the same numbers to the last bit.
+
+    Attributes
+    ----------
+    input_names : list of str
+        The input channels the indices in ``derivations`` refer to.
+    derivations : list
+        One per output channel, in input order of the primary contact.
+    dropped, description :
+        As in :class:`ReferencedData`.
+    """
+
+    input_names: list[str]
+    derivations: list[_Derivation]
+    dropped: dict[str, str]
+    description: dict[str, Any]
+
+    @property
+    def ch_names(self) -> list[str]:
+        return [d.name for d in self.derivations]
+
+    @property
+    def ch_types(self) -> list[str]:
+        return [d.ch_type for d in self.derivations]
+
+    @property
+    def sources(self) -> list[list[str]]:
+        names = self.input_names
+        return [[names[d.primary]] + [names[r] for r in d.refs if r != d.primary] for d in self.derivations]
+
+    @property
+    def weights(self) -> list[list[float]]:
+        weights = []
+        for d in self.derivations:
+            share = 1.0 / len(d.refs) if d.refs else 0.0
+            weights.append([1.0 - share if d.primary in d.refs else 1.0]
+                           + [-share for r in d.refs if r != d.primary])
+        return weights
+
+    @property
+    def shared_references(self) -> list[tuple[int, ...]]:
+        """Reference sets averaged for several outputs (a common average): their mean is computed once."""
+        counts = Counter(d.refs for d in self.derivations)
+        return [refs for refs, count in counts.items() if count > 1 and len(refs) > 2]
+
+    def inputs_of(self, rows: range) -> list[int]:
+        """Input indices that output ``rows`` need, apart from the shared (common average) means."""
+        shared = set(self.shared_references)
+        needed = set()
+        for d in self.derivations[rows.start:rows.stop]:
+            needed.add(d.primary)
+            if d.refs not in shared:
+                needed.update(d.refs)
+        return sorted(needed)
+
+    def output_row(self, row: int, inputs: Mapping[int, np.ndarray] | np.ndarray,
+                   means: Mapping[tuple[int, ...], np.ndarray], out: np.ndarray) -> None:
+        """Write output channel ``row`` into ``out`` from input rows (indexable by input index) and the shared
+        means."""
+        d = self.derivations[row]
+        if not d.refs:
+            out[:] = inputs[d.primary]
+            return
+        mean = means.get(d.refs)
+        if mean is None:
+            mean = np.stack([inputs[r] for r in d.refs]).mean(axis=0)
+        np.subtract(inputs[d.primary], mean, out=out)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The description with channel counts, for sidecars."""
+        return {**self.description, "n_input_channels": len(self.input_names),
+                "n_output_channels": len(self.derivations), "n_dropped_channels": len(self.dropped)}
+
+    def result(self, data: np.ndarray) -> ReferencedData:
+        """Package computed outputs ``data`` (n_outputs, n_samples) with this plan's bookkeeping."""
+        return ReferencedData(data=data, ch_names=self.ch_names, ch_types=self.ch_types, dropped=dict(self.dropped),
+                              description=self.summary, sources=self.sources, weights=self.weights)
+
+    def apply(self, data: np.ndarray) -> ReferencedData:
+        """Compute every output channel from the whole signal ``data`` (n_inputs, n_samples)."""
+        x = np.asarray(data, dtype=np.float64)
+        out = np.empty((len(self.derivations), x.shape[1]), dtype=np.float64)
+        means = {refs: x[list(refs)].mean(axis=0) for refs in self.shared_references}
+        for row in range(len(self.derivations)):
+            self.output_row(row, x, means, out[row])
+        return self.result(out)
+
+
+def _plan(names: list[str], derivs: list[_Derivation], dropped: dict[str, str],
+          description: dict[str, Any]) -> ReferencePlan:
+    """Outputs in input order of their primary contact."""
+    return ReferencePlan(list(names), sorted(derivs, key=lambda d: d.primary), dict(dropped), description)
+
+
 def _build(x: np.ndarray, names: list[str], derivs: list[_Derivation], dropped: dict[str, str],
            description: dict[str, Any]) -> ReferencedData:
-    """Compute the derivations (in input order of their primary contact) and package the result."""
-    derivs = sorted(derivs, key=lambda d: d.primary)
-    out = np.empty((len(derivs), x.shape[1]), dtype=np.float64)
-    # A common average is shared by the whole group: compute each shared reference set's mean only once.
-    shared = {refs for refs, count in Counter(d.refs for d in derivs).items() if count > 1 and len(refs) > 2}
-    means: dict[tuple[int, ...], np.ndarray] = {}
-    sources, weights = [], []
-    for row, d in enumerate(derivs):
-        if not d.refs:
-            out[row] = x[d.primary]
-        else:
-            if d.refs in shared:
-                if d.refs not in means:
-                    means[d.refs] = x[list(d.refs)].mean(axis=0)
-                mean = means[d.refs]
-            else:
-                mean = x[list(d.refs)].mean(axis=0)
-            np.subtract(x[d.primary], mean, out=out[row])
-        share = 1.0 / len(d.refs) if d.refs else 0.0
-        sources.append([names[d.primary]] + [names[r] for r in d.refs if r != d.primary])
-        weights.append([1.0 - share if d.primary in d.refs else 1.0] + [-share for r in d.refs if r != d.primary])
-    description = {**description, "n_input_channels": len(names), "n_output_channels": len(derivs),
-                   "n_dropped_channels": len(dropped)}
-    return ReferencedData(
-        data=out,
-        ch_names=[d.name for d in derivs],
-        ch_types=[d.ch_type for d in derivs],
-        dropped=dict(dropped),
-        description=description,
-        sources=sources,
-        weights=weights,
-    )
+    return _plan(names, derivs, dropped, description).apply(x)
 
 
 def _check_min_neighbours(min_neighbours: int) -> int:
@@ -402,11 +473,19 @@ def apply_reference(data: np.ndarray, ch_names: Sequence[str], ch_types: Sequenc
         channel type. May hold no channels at all (``data`` of shape (0, n_samples)); deciding whether that is
         an error is left to the caller.
     """
+    x, _, _ = _check_inputs(data, ch_names, ch_types, "seeg")
+    return reference_plan(ch_names, ch_types, scheme, groups=groups, min_neighbours=min_neighbours).apply(x)
+
+
+def reference_plan(ch_names: Sequence[str], ch_types: Sequence[str], scheme: str = "auto", *,
+                   groups: Mapping[str, Any] | Sequence[Any] | None = None,
+                   min_neighbours: int = 2) -> ReferencePlan:
+    """What :func:`apply_reference` computes, from the channel labels alone (same arguments, without data)."""
     scheme = str(scheme).lower()
     if scheme not in REFERENCE_SCHEMES:
         raise ValueError(f"unknown reference scheme {scheme!r}; expected one of {', '.join(REFERENCE_SCHEMES)}")
     min_neighbours = _check_min_neighbours(min_neighbours)
-    x, names, types = _check_inputs(data, ch_names, ch_types, "seeg")
+    _, names, types = _check_inputs(np.empty((len(ch_names), 0)), ch_names, ch_types, "seeg")
     labels = _group_labels(names, groups)
 
     by_type: dict[str, list[int]] = {}
@@ -433,4 +512,4 @@ def apply_reference(data: np.ndarray, ch_names: Sequence[str], ch_types: Sequenc
         else:
             derivs.extend(_bipolar_derivs(indices, names, types, dropped))
             described[ch_type] = dict(_BIPOLAR_DESCRIPTION)
-    return _build(x, names, derivs, dropped, {"scheme": scheme, "by_type": described})
+    return _plan(names, derivs, dropped, {"scheme": scheme, "by_type": described})

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-__all__ = ["resampling_factors", "resample_signal", "resampling_description"]
+__all__ = ["resampling_factors", "resample_signal", "resampling_description", "resampled_length"]
 
 # Bounds the polyphase filter length (about 20 * max(up, down) taps) while still allowing exact factors such as
 # 30000 -> 2048 Hz (up 128 / down 1875).
@@ -111,3 +111,13 @@ def resampling_description(sfreq: float, target_sfreq: float | None, *,
         "down": down,
         "method": "polyphase FIR resampling (scipy.signal.resample_poly, Kaiser window beta 5, padtype line)",
     }
+
+
+def resampled_length(n_samples: int, sfreq: float, target_sfreq: float | None, *,
+                     max_denominator: int = MAX_DENOMINATOR) -> int:
+    """Samples :func:`resample_signal` returns for ``n_samples`` input samples (known before resampling, so that
+    an output file can be sized first)."""
+    if target_sfreq is None:
+        return n_samples
+    up, down, _ = resampling_factors(sfreq, target_sfreq, max_denominator=max_denominator)
+    return n_samples if up == down else -(-n_samples * up // down)

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
-from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -27,12 +24,17 @@ from .. import __version__
 from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig, seed_everything
-from ..errors import BidsBrainbertError, RecordingError
-from ..io.loading import LoadedRecording, check_fits_analysis, load_recording
-from ..preprocessing import (apply_reference, line_noise_description, remove_line_noise, resample_signal,
-                             resampling_description)
+from ..errors import BidsBrainbertError, RecordingError, resource_exhaustion
+from ..io.loading import (LoadedRecording, OpenedRecording, channels_per_batch, check_fits_analysis,
+                          open_recording)
+from ..io.npy_stream import NpyRowWriter, read_rows
+from ..preprocessing import (ReferencePlan, line_noise_description, reference_plan, remove_line_noise,
+                             resample_signal, resampling_description, resampling_factors)
+from ..preprocessing.batched import preprocessed_batches
+from ..preprocessing.resampling import resampled_length
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
 from .embeddings import ModelSource, write_embeddings
+from .scratch import remove_abandoned_scratch, scratch_dir
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -64,12 +66,10 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str,
     except BidsBrainbertError as exc:
         LOGGER.error("%s", exc)
         outcome = RecordingOutcome(recording.relative_path, "failed", str(exc))
-    except MemoryError:
-        message = f"{recording.path}: out of memory (try a smaller --channel-batch-size or fewer --nprocs)"
-        LOGGER.error("%s", message)
-        outcome = RecordingOutcome(recording.relative_path, "failed", message)
-    except OSError as exc:
-        message = f"{exc.filename or recording.path}: {exc.strerror or exc} (disk full or not writable?)"
+    except (MemoryError, OSError) as exc:
+        message = resource_exhaustion(exc, recording.path, config.output_dir)
+        if message is None:   # another OSError: the file and the system's reason
+            message = f"{exc.filename or recording.path}: {exc.strerror or exc} (not writable?)"
         LOGGER.error("%s", message)
         outcome = RecordingOutcome(recording.relative_path, "failed", message)
     except Exception as exc:  # a bug or an input we did not foresee must not stop the other recordings
@@ -93,12 +93,20 @@ def _discard_incomplete(paths: dict[str, Path]) -> None:
             path.unlink(missing_ok=True)
 
 
+class _SubjectLogHandler(logging.FileHandler):
+    """A log line that cannot be written (disk full) is dropped silently: stderr has it, and the failure itself is
+    reported there in one line rather than as logging's traceback."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def _attach_subject_log(config: RunConfig, subject: str, run_id: str) -> logging.Handler:
     if LOGGER.level == logging.NOTSET or LOGGER.level > logging.INFO:  # worker processes start unconfigured
         LOGGER.setLevel(logging.DEBUG if config.verbose else logging.INFO)
     log_dir = subject_log_dir(config, subject, run_id)
     log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_dir / "bids-brainbert.log", encoding="utf-8")
+    handler = _SubjectLogHandler(log_dir / "bids-brainbert.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s"))
     LOGGER.addHandler(handler)
     return handler
@@ -114,60 +122,100 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
         return RecordingOutcome(recording.relative_path, "skipped", "already complete",
                                 [str(p) for p in paths.values()])
     LOGGER.info("%s: loading", recording.relative_path)
-    loaded = load_recording(recording, include_dbs=config.include_dbs)
-    check_fits_analysis(recording, loaded, config)
-    for name, reason in loaded.dropped.items():
+    opened = open_recording(recording, include_dbs=config.include_dbs)
+    check_fits_analysis(recording, opened, config)
+    for name, reason in opened.dropped.items():
         LOGGER.info("%s: channel %s left out: %s", recording.relative_path, name, reason)
-    signal, sfreq, channels, preprocessing = preprocess(loaded, config, recording)
-    front_end = spectrogram_front_end(config, sfreq, str(recording.path))
-    n_frames = front_end.n_frames(signal.shape[1])
+    steps = preprocessing_steps(opened, config, recording)
+    shape = (len(steps.plan.derivations), resampled_length(opened.n_samples, opened.sfreq, steps.target))
+    front_end = spectrogram_front_end(config, steps.sfreq, str(recording.path))
+    n_frames = front_end.n_frames(shape[1])
     if n_frames <= 2 * front_end.edge_frames:
         LOGGER.warning("%s: recording (%.1f s) is shorter than the transform's edge zone; every frame is affected "
-                       "by zero padding", recording.relative_path, signal.shape[1] / sfreq)
-    shape = signal.shape
-    with staged_signal(signal, config.work_dir, recording.stem_entities) as staged:
-        del signal  # only the staged copy remains; batches are read from it
+                       "by zero padding", recording.relative_path, shape[1] / steps.sfreq)
+    with scratch_dir(config.work_dir, recording.stem_entities) as scratch:
+        staged = stage_signal(scratch / "signal.npy", shape, opened, steps)
         data_hash = write_spectrogram(paths["data"], staged, front_end, config.channel_batch_size,
                                       desc=recording.stem_entities)
+    channels = steps.channels
     deriv.atomic_write_tsv(paths["channels"], channels)
     deriv.atomic_write_json(paths["channels_sidecar"], channel_columns_description(channels))
-    sidecar = spectrogram_sidecar(recording, config, front_end, preprocessing, shape, n_frames, data_hash,
+    sidecar = spectrogram_sidecar(recording, config, front_end, steps.description, shape, n_frames, data_hash,
                                   channels_file=paths["channels"].name)
-    if loaded.coordsystem is not None:
-        sidecar["CoordinateSystem"] = loaded.coordsystem
+    if opened.coordsystem is not None:
+        sidecar["CoordinateSystem"] = opened.coordsystem
     deriv.atomic_write_json(paths["sidecar"], sidecar)  # written last: its hash marks the derivative complete
     LOGGER.info("%s: wrote %s (%d channels x %d frames x %d frequencies)", recording.relative_path,
                 paths["data"].name, shape[0], n_frames, len(front_end.freqs_hz))
     return RecordingOutcome(recording.relative_path, "written", "", [str(p) for p in paths.values()])
 
 
-def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording):
-    """Notch, re-reference and resample; returns (signal, sfreq, channel table, description for the sidecar)."""
-    data = loaded.data
-    description: dict = {"InputSamplingFrequency": loaded.sfreq}
-    if config.line_noise and loaded.line_freq:
-        notch = {"harmonics_up_to_hz": config.line_noise_max_hz, "quality": config.line_noise_quality}
-        data = remove_line_noise(data, loaded.sfreq, loaded.line_freq, **notch)
-        description["LineNoise"] = line_noise_description(loaded.sfreq, loaded.line_freq, **notch)
+@dataclass
+class PreprocessingSteps:
+    """What preprocessing does to one recording, decided before any signal is read."""
+
+    plan: ReferencePlan            # re-referencing: which output channel comes from which inputs
+    line_freq: float | None        # Hz notched (with harmonics); None: no notch
+    notch: dict                    # the other arguments of remove_line_noise
+    target: float | None           # resampling target in Hz (None: the recording's own rate)
+    sfreq: float                   # Hz of the preprocessed signal
+    description: dict              # for the sidecar's Preprocessing
+    channels: pd.DataFrame         # the derivative's channel table
+
+
+def preprocessing_steps(info: LoadedRecording | OpenedRecording, config: RunConfig,
+                        recording: Recording) -> PreprocessingSteps:
+    """Notch, re-referencing and resampling settings of a recording; RecordingError when no channel is left."""
+    description: dict = {"InputSamplingFrequency": info.sfreq}
+    notch = {"harmonics_up_to_hz": config.line_noise_max_hz, "quality": config.line_noise_quality}
+    line_freq = info.line_freq if config.line_noise and info.line_freq else None
+    if line_freq:
+        description["LineNoise"] = line_noise_description(info.sfreq, line_freq, **notch)
     else:
         reason = "disabled (--no-line-noise)" if not config.line_noise else "no PowerLineFrequency in *_ieeg.json"
         description["LineNoise"] = {"applied": False, "reason": reason}
         if config.line_noise:
             LOGGER.warning("%s: line noise not removed: %s", recording.relative_path, reason)
-    referenced = apply_reference(data, loaded.ch_names, loaded.ch_types, config.reference,
-                                 groups=loaded.groups or None, min_neighbours=config.laplacian_min_neighbours)
-    for name, reason in referenced.dropped.items():
+    plan = reference_plan(info.ch_names, info.ch_types, config.reference, groups=info.groups or None,
+                          min_neighbours=config.laplacian_min_neighbours)
+    for name, reason in plan.dropped.items():
         LOGGER.info("%s: channel %s left out by re-referencing: %s", recording.relative_path, name, reason)
-    if not referenced.ch_names:
+    if not plan.derivations:
         raise RecordingError(f"{recording.path}: no channel left after '{config.reference}' re-referencing "
                              f"(try --reference car or --laplacian-min-neighbours 1)")
-    description["Reference"] = referenced.description
-    description["ChannelsLeftOut"] = {**loaded.dropped, **referenced.dropped}   # name -> reason
+    description["Reference"] = plan.summary
+    description["ChannelsLeftOut"] = {**info.dropped, **plan.dropped}   # name -> reason
     target = config.sampling_rate or None  # 0 = keep the recording's own rate
-    signal, sfreq = resample_signal(referenced.data, loaded.sfreq, target)
-    description["Resampling"] = resampling_description(loaded.sfreq, target)
-    channels = channel_table(loaded, referenced)
-    return signal, sfreq, channels, description
+    description["Resampling"] = resampling_description(info.sfreq, target)
+    sfreq = info.sfreq
+    if target is not None:
+        up, down, achieved = resampling_factors(info.sfreq, target)
+        sfreq = achieved if up != down else info.sfreq
+    return PreprocessingSteps(plan, line_freq, notch, target, sfreq, description, channel_table(info, plan))
+
+
+def stage_signal(path: Path, shape: tuple[int, int], opened: OpenedRecording, steps: PreprocessingSteps) -> Path:
+    """Preprocess ``opened`` a channel batch at a time into a float32 (channel, sample) .npy at ``path``, from
+    which the transform then reads its own batches: memory holds a batch, never the recording."""
+    batches = preprocessed_batches(opened.read, steps.plan, opened.sfreq, line_freq=steps.line_freq,
+                                   notch=steps.notch, target_sfreq=steps.target,
+                                   batch_channels=channels_per_batch(opened.n_samples))
+    with NpyRowWriter(path, shape, np.float32) as staged:
+        for _, rows in batches:
+            staged.write(rows)
+    return path
+
+
+def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording):
+    """Notch, re-reference and resample a recording in memory; returns (signal, sfreq, channel table,
+    description for the sidecar). The participant level computes the same numbers a channel batch at a time."""
+    steps = preprocessing_steps(loaded, config, recording)
+    data = loaded.data
+    if steps.line_freq:
+        data = remove_line_noise(data, loaded.sfreq, steps.line_freq, **steps.notch)
+    referenced = steps.plan.apply(data)
+    signal, sfreq = resample_signal(referenced.data, loaded.sfreq, steps.target)
+    return signal, sfreq, steps.channels, steps.description
 
 
 CHANNEL_COLUMNS = {
@@ -181,7 +229,7 @@ CHANNEL_COLUMNS = {
 }
 
 
-def channel_table(loaded: LoadedRecording, referenced) -> pd.DataFrame:
+def channel_table(loaded: LoadedRecording | OpenedRecording, referenced) -> pd.DataFrame:
     """Row order of the derivative's channel axis as a BIDS iEEG channels table, with electrode coordinates,
     group and region carried over from electrodes.tsv."""
     rows = []
@@ -205,41 +253,25 @@ def channel_columns_description(channels: pd.DataFrame) -> dict:
     return {column: {"Description": text} for column, text in CHANNEL_COLUMNS.items() if column in channels.columns}
 
 
-@contextmanager
-def staged_signal(signal: np.ndarray, work_dir: Path | None, name: str) -> Iterator[np.ndarray]:
-    """The preprocessed signal as a float32 memory map in the work directory, removed afterwards.
-
-    The transform then reads channel batches from disk, so the intermediate copies made while preprocessing can
-    be freed before the spectrogram is computed.
-    """
-    parent = Path(work_dir) if work_dir else None
-    if parent is not None:
-        parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=parent))
-    try:
-        staged = np.lib.format.open_memmap(scratch / "signal.npy", mode="w+", dtype=np.float32, shape=signal.shape)
-        staged[:] = signal
-        staged.flush()
-        yield np.load(scratch / "signal.npy", mmap_mode="r")
-        del staged
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def write_spectrogram(path: Path, signal: np.ndarray, front_end: SpectrogramFrontEnd, batch_size: int,
+def write_spectrogram(path: Path, staged: Path, front_end: SpectrogramFrontEnd, batch_size: int,
                       desc: str = "") -> str:
-    """Stream channel batches into a memory-mapped (channel, time, frequency) float32 .npy; returns its sha256."""
-    n_channels, n_samples = signal.shape
+    """Transform channel batches of the staged (channel, sample) signal and write them to a (channel, time,
+    frequency) float32 .npy under a temporary name, renamed when complete; returns its sha256.
+
+    Batches are read through a memory map of just their rows and written with plain writes (see
+    :mod:`bids_brainbert.io.npy_stream`), so resident memory holds one batch."""
+    n_channels, n_samples = np.load(staged, mmap_mode="r").shape
     shape = (n_channels, front_end.n_frames(n_samples), len(front_end.freqs_hz))
     with deriv.atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        starts = range(0, n_channels, batch_size)
-        for start in tqdm(starts, desc=desc or path.name, unit="batch", leave=False, disable=None):
-            stop = min(start + batch_size, n_channels)
-            batch = signal[start:stop]  # a memory-map slice: the transform reads it chunk by chunk
-            out[start:stop] = front_end.transform(batch).transpose(0, 2, 1)
-        out.flush()
-        del out
+        with NpyRowWriter(tmp, shape, np.float32) as out:
+            starts = range(0, n_channels, batch_size)
+            for start in tqdm(starts, desc=desc or path.name, unit="batch", leave=False, disable=None):
+                batch = read_rows(staged, start, start + batch_size)  # the transform reads it chunk by chunk
+                spectrogram = front_end.transform(batch)              # (channel, frequency, time)
+                del batch
+                for channel in spectrogram:
+                    out.write(channel.T[None])
+                del spectrogram
         digest = deriv.sha256_of_file(tmp)
     return digest
 
@@ -284,13 +316,40 @@ def _worker_init(seed: int) -> None:
 def run_participant_level(config: RunConfig, recordings: list[Recording], run_id: str,
                           model_source: ModelSource | None = None) -> list[RecordingOutcome]:
     """Process recordings, ``config.nprocs`` at a time; outcomes in input order."""
+    remove_abandoned_scratch(config.work_dir)
     if config.nprocs <= 1 or len(recordings) == 1:
         return [process_recording(r, config, run_id, model_source)
                 for r in tqdm(recordings, desc="recordings", unit="rec", disable=None)]
+    outcomes = []
     with ProcessPoolExecutor(max_workers=config.nprocs, mp_context=get_context("spawn"),
                              initializer=_worker_init, initargs=(config.random_seed,)) as pool:
         futures = [pool.submit(process_recording, r, config, run_id, model_source) for r in recordings]
-        return [f.result() for f in tqdm(futures, desc="recordings", unit="rec", disable=None)]
+        for recording, future in zip(recordings, tqdm(futures, desc="recordings", unit="rec", disable=None)):
+            try:
+                outcomes.append(future.result())
+            except BrokenProcessPool:
+                outcomes.append(_killed_worker_outcome(recording, config))
+    if any(o.message.endswith(KILLED_HINT) for o in outcomes):
+        # the pool is down: every worker is gone, so what they were writing can be removed now
+        remove_abandoned_scratch(config.work_dir)
+        for recording, outcome in zip(recordings, outcomes):
+            if outcome.status == "failed":
+                paths = spectrogram_paths_for(config, recording)
+                deriv.remove_stale_temporaries(paths["data"].parent, recording.stem_entities)
+                _discard_incomplete(paths)
+    return outcomes
+
+
+KILLED_HINT = "(out of memory? try fewer --nprocs or a smaller --channel-batch-size)"
+
+
+def _killed_worker_outcome(recording: Recording, config: RunConfig) -> RecordingOutcome:
+    """A worker killed by the system (the out-of-memory killer, kill -9) breaks the whole pool: every recording
+    not finished by then is reported, none with a traceback."""
+    message = (f"{recording.path}: not finished: a worker process was killed by the operating system "
+               f"{KILLED_HINT}")
+    LOGGER.error("%s", message)
+    return RecordingOutcome(recording.relative_path, "failed", message)
 
 
 def spectrogram_paths_for(config: RunConfig, recording: Recording) -> dict[str, Path]:
