@@ -145,7 +145,7 @@ def run_participant(bids: Path, out: Path, work: Path, nprocs: int, extra: list[
             if rss:
                 peak["total"] = max(peak["total"], sum(rss.values()))
                 peak["process"] = max(peak["process"], max(rss.values()))
-            done.wait(0.1)
+            done.wait(0.2)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()

@@ -488,3 +488,33 @@ def test_resample_validates_rates():
         resample_signal(np.zeros((1, 10)), 1000, -1)
     with pytest.raises(ValueError):
         resample_signal(np.zeros(10), 1000, 2048)
+
+
+# ------------------------------------------------------------------------- channel batches (bounded memory)
+@pytest.mark.parametrize("scheme", ["auto", "car", "bipolar", "laplacian", "none"])
+@pytest.mark.parametrize("batch_channels", [1, 2, 5])
+def test_batched_preprocessing_equals_the_whole_signal_bit_for_bit(scheme, batch_channels):
+    """Notch, re-reference and resample a few channels at a time (as the participant level does for long
+    recordings) gives exactly the numbers of the whole-signal chain, for shafts and a grid with common average."""
+    from bids_brainbert.preprocessing import reference_plan
+    from bids_brainbert.preprocessing.batched import preprocessed_batches
+
+    names = [f"LA{i}" for i in range(1, 6)] + [f"G{i}" for i in range(1, 7)] + ["RH1", "RH2", "X"]
+    types = ["seeg"] * 5 + ["ecog"] * 6 + ["seeg", "seeg", "seeg"]
+    groups = {**{f"G{i}": "grid" for i in range(1, 4)}, **{f"G{i}": "strip" for i in range(4, 7)}}
+    data = np.random.default_rng(3).standard_normal((len(names), 5000)) * 1e-5
+    notch = {"harmonics_up_to_hz": 360.0, "quality": 30.0}
+    plan = reference_plan(names, types, scheme, groups=groups, min_neighbours=1)
+    whole = plan.apply(remove_line_noise(data, 1000.0, 50.0, **notch)).data
+    whole, _ = resample_signal(whole, 1000.0, 2048.0)
+    reads = []
+
+    def read(indices):
+        reads.append(len(indices))
+        return data[indices].copy()
+
+    batches = list(preprocessed_batches(read, plan, 1000.0, line_freq=50.0, notch=notch, target_sfreq=2048.0,
+                                        batch_channels=batch_channels))
+    assert [start for start, _ in batches] == list(range(0, len(plan.derivations), batch_channels))
+    np.testing.assert_array_equal(np.concatenate([rows for _, rows in batches]), whole.astype(np.float32))
+    assert max(reads) <= 3 * batch_channels  # a batch and its neighbours, never the whole recording
