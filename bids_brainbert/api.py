@@ -230,8 +230,8 @@ def sliding_embeddings(spectrogram: Spectrogram, model, **options: Any) -> tuple
     model : BrainBertPretrainModel
         From :func:`load_model`.
     **options
-        ``window_s`` (5), ``stride_s`` (= window), ``layer`` (-1), ``pooling`` ("middle" or "mean"),
-        ``middle_frames`` (10), ``batch_size`` (64).
+        ``window_s`` (5), ``stride_s`` (= window), ``layer`` (-1), ``pooling`` ("mean": all frames, as the
+        command line's sliding windows, or "middle"), ``middle_frames`` (10), ``batch_size`` (64).
 
     Returns
     -------
@@ -242,6 +242,7 @@ def sliding_embeddings(spectrogram: Spectrogram, model, **options: Any) -> tuple
     from .embedding import windowed_embeddings
 
     device = next(model.parameters()).device
+    options = {"pooling": "mean", **options}
     return windowed_embeddings(spectrogram.data, spectrogram.frame_rate_hz, model, _embedding_params(options),
                                edge_frames=spectrogram.edge_frames, start_time_s=spectrogram.start_time_s,
                                device=device)
