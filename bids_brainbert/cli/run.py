@@ -269,10 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         print("bids-brainbert: interrupted; re-run the same command to finish what is missing", file=sys.stderr)
         return 130
     except (MemoryError, OSError) as exc:   # outside a recording (those are reported per recording)
-        message = resource_exhaustion(exc, "bids-brainbert")
+        message = resource_exhaustion(exc, "bids-brainbert: error")
         if message is None:
             raise
-        print(f"bids-brainbert: error: {message.split(': ', 1)[1]}", file=sys.stderr)
+        print(message, file=sys.stderr)
         return EXIT_PROCESSING_FAILURE
 
 

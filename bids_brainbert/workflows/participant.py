@@ -29,7 +29,7 @@ from ..io.loading import (LoadedRecording, OpenedRecording, channels_per_batch, 
                           open_recording)
 from ..io.npy_stream import NpyRowWriter, read_rows
 from ..preprocessing import (ReferencePlan, line_noise_description, reference_plan, remove_line_noise,
-                             resample_signal, resampling_description, resampling_factors)
+                             resample_signal, resampling_description)
 from ..preprocessing.batched import preprocessed_batches
 from ..preprocessing.resampling import resampled_length
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
@@ -187,10 +187,7 @@ def preprocessing_steps(info: LoadedRecording | OpenedRecording, config: RunConf
     description["ChannelsLeftOut"] = {**info.dropped, **plan.dropped}   # name -> reason
     target = config.sampling_rate or None  # 0 = keep the recording's own rate
     description["Resampling"] = resampling_description(info.sfreq, target)
-    sfreq = info.sfreq
-    if target is not None:
-        up, down, achieved = resampling_factors(info.sfreq, target)
-        sfreq = achieved if up != down else info.sfreq
+    sfreq = description["Resampling"]["sfreq_hz"]   # the rate resample_signal will reach
     return PreprocessingSteps(plan, line_freq, notch, target, sfreq, description, channel_table(info, plan))
 
 
