@@ -12,11 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import signal as sps
+from scipy.fft import next_fast_len
 from scipy.signal import fftconvolve
 
+from bids_brainbert.transforms import superlet_plan as superlet_plan_module
 from bids_brainbert.transforms.stft import stft_spectrogram
 from bids_brainbert.transforms.superlet import (SuperletParams, edge_frames, superlet_frame_times,
                                                 superlet_transform)
+from bids_brainbert.transforms.superlet_numba import GAIN_BLOCK, gaussian_gains
+from bids_brainbert.transforms.superlet_plan import fft_length
 
 
 def direct_superlet(x: np.ndarray, sfreq: float, params: SuperletParams) -> np.ndarray:
@@ -96,13 +100,16 @@ def test_order_one_is_a_morlet_cwt():
 
 
 @settings(max_examples=15, deadline=None)
-@given(scale=st.floats(1e-6, 1e6), seed=st.integers(0, 10_000))
+@given(scale=st.floats(1e-12, 1e12), seed=st.integers(0, 10_000))
 def test_scaling_the_input_scales_the_output(scale, seed):
+    # wide range: the geometric mean multiplies powers as mantissas and binary exponents, which must neither
+    # overflow nor underflow for volts (1e-5) or raw ADC counts (1e4) alike, in float32 too
     x = np.random.default_rng(seed).standard_normal(1024)
     params = SuperletParams(freqs_hz=(4.0, 20.0, 60.0), order_min=1, order_max=4, decimation=4)
-    base = superlet_transform(x, 256.0, params, dtype=np.float64)
-    np.testing.assert_allclose(superlet_transform(scale * x, 256.0, params, dtype=np.float64), scale * base,
-                               rtol=1e-9)
+    for dtype, rtol in ((np.float64, 1e-9), (np.float32, 2e-4)):
+        base = superlet_transform(x, 256.0, params, dtype=dtype)
+        np.testing.assert_allclose(superlet_transform(scale * x, 256.0, params, dtype=dtype), scale * base,
+                                   rtol=rtol)
 
 
 @settings(max_examples=10, deadline=None)
@@ -234,3 +241,50 @@ def test_stft_matches_scipy_with_brainbert_parameters():
     _, _, z = sps.stft(x, fs=sfreq, nperseg=400, noverlap=350)
     np.testing.assert_allclose(spec[0], np.abs(z[:40]))
     np.testing.assert_allclose(np.diff(times), 50 / sfreq)
+
+
+@settings(max_examples=40, deadline=None)
+@given(first=st.floats(-5000, 5000), n=st.integers(1, 3000), centre=st.floats(-5000, 5000),
+       sd=st.floats(3.0, 2000.0))
+def test_generated_gains_match_the_gaussian(first, n, centre, sd):
+    # the recurrence that replaces one exponential per bin, over the stretches the fold asks for (within the
+    # band's 7.5 sd in float64, where the kernel uses it)
+    first = float(np.floor(first))
+    bins = first + np.arange(n)
+    exact = np.exp(-0.5 * ((bins - centre) / sd) ** 2)
+    inside = np.abs(bins - centre) <= 7.5 * sd + 2
+    out = np.empty(n)
+    gaussian_gains(first, n, centre, sd, out, np.empty(GAIN_BLOCK), np.empty(GAIN_BLOCK))
+    if inside.all():
+        np.testing.assert_allclose(out, exact, rtol=1e-10)
+
+
+def test_generated_gains_path_equals_the_cached_one(monkeypatch):
+    # long recordings (gains over the cache limit) fold with gains generated on the fly: same result
+    x = np.random.default_rng(21).standard_normal((2, int(20 * 2048)))
+    params = SuperletParams()
+    cached = {dtype: superlet_transform(x, 2048.0, params, dtype=dtype) for dtype in (np.float32, np.float64)}
+    monkeypatch.setattr(superlet_plan_module, "GAIN_CACHE_ELEMENTS", 0)
+    superlet_plan_module.superlet_plan.cache_clear()
+    try:
+        plan = superlet_plan_module.superlet_plan(fft_length(x.shape[1], 800, 50), 2048.0, params, "float32",
+                                                  (0, 800))
+        assert plan.cached_gains is None
+        for dtype, rtol in ((np.float64, 1e-10), (np.float32, 1e-5)):
+            np.testing.assert_allclose(superlet_transform(x, 2048.0, params, dtype=dtype), cached[dtype], rtol=rtol)
+    finally:
+        superlet_plan_module.superlet_plan.cache_clear()
+
+
+@pytest.mark.parametrize("n_samples", [100, 4096, 122880, 1228800])
+@pytest.mark.parametrize("context", [0, 800, 61450])
+def test_fft_lengths_hold_signal_and_context_in_fast_sizes(n_samples, context):
+    n_fft = fft_length(n_samples, context, 50)
+    blocks = n_fft // 50
+    assert n_fft % 50 == 0 and n_fft >= n_samples + context
+    needed = -(-(n_samples + context) // 50)
+    assert blocks <= max(1.06 * needed, next_fast_len(needed, real=True))  # at most 6 % beyond the shortest
+    for prime in (2, 3, 5):
+        while blocks % prime == 0:
+            blocks //= prime
+    assert blocks == 1  # only radix 2, 3 and 5 passes

@@ -7,8 +7,10 @@ amplitude A at an analysed frequency gives A/2.
 How it is fast (see :mod:`.superlet_numpy`): one FFT per channel; each wavelet's spectrum is an analytic Gaussian,
 so its response is the band of the signal's spectrum around its frequency times that Gaussian; the band is folded
 onto M = N / decimation bins and inverted at the output rate directly. The original computes every wavelet at full
-rate by FFT convolution. Wavelets may be split into two classes by how far they reach in time, so that the many short
-(high-frequency) wavelets are not computed over the long zero padding that the few 0.1 Hz ones need.
+rate by FFT convolution. The fold and the geometric mean run as compiled loops (:mod:`.superlet_numba`); the
+wavelets of one frequency share one logarithm. Wavelets may be split into two classes by how far they reach in
+time, so that the many short (high-frequency) wavelets are not computed over the long zero padding that the few
+0.1 Hz ones need; the shortest, a few samples wide, are cheaper in the time domain.
 
 How memory stays bounded: a recording longer than ``chunk_frames`` output frames is cut into chunks of that many
 frames, each transformed with enough signal on both sides for the wavelets at hand (overlap-save), so the work
@@ -17,6 +19,7 @@ arrays never depend on the recording's length and the result equals the one-shot
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -70,8 +73,8 @@ def superlet_transform(signal: np.ndarray, sfreq: float, params: SuperletParams 
     chunk_frames = min(chunk_frames, n_frames)
     kernel = _kernel(backend, device, workers, decimation)
     passes = []  # (plan, context samples) per wavelet class
-    for low, high in _context_classes(n_samples if one_shot else chunk_frames * decimation, not one_shot, sfreq,
-                                      params, dtype):
+    for low, high in _context_classes(n_samples if one_shot else chunk_frames * decimation, not one_shot,
+                                      float(sfreq), params, dtype):
         context = -(-high // decimation) * decimation
         core = n_samples if one_shot else chunk_frames * decimation + context
         plan = superlet_plan(fft_length(core, context, decimation), float(sfreq), params, dtype.name, (low, high))
@@ -96,8 +99,9 @@ def superlet_transform(signal: np.ndarray, sfreq: float, params: SuperletParams 
     return _finish(log_sum, params, sfreq, trim_edges, zscore)
 
 
+@lru_cache(maxsize=32)
 def _context_classes(n_core: int, chunked: bool, sfreq: float, params: SuperletParams, dtype: np.dtype
-                     ) -> list[tuple[int, int]]:
+                     ) -> tuple[tuple[int, int], ...]:
     """(low, high] ranges of wavelet reach in samples, one per class: the split into a short- and a long-reach
     class (or none) that minimises the estimated work, which is proportional to each class's FFT length times
     (a per-sample cost + the bins its bands use per sample)."""
@@ -113,7 +117,7 @@ def _context_classes(n_core: int, chunked: bool, sfreq: float, params: SuperletP
             sd_hz = 1.0 / (2.0 * np.pi * morlet_sd_s(freq, cycles, params.k_sd))
             bins.append(2 * tail * sd_hz / sfreq + per_band)
     if not reach:  # every wavelet is evaluated in the time domain
-        return []
+        return ()
     reach, bins = np.array(reach), np.array(bins)
     longest = int(reach.max())
 
@@ -128,7 +132,7 @@ def _context_classes(n_core: int, chunked: bool, sfreq: float, params: SuperletP
         total = cost(reach <= split) + cost(reach > split)
         if total < best_cost:
             best_split, best_cost = int(split), total
-    return [(0, best_split), (best_split, longest)] if best_split < longest else [(0, longest)]
+    return ((0, best_split), (best_split, longest)) if best_split < longest else ((0, longest),)
 
 
 def _kernel(backend: str, device: Any, workers: int | None, decimation: int):

@@ -15,61 +15,76 @@ import numpy as np
 from scipy import fft as spfft
 from threadpoolctl import ThreadpoolController
 
+from .superlet_numba import accumulate_log_powers, add_slot_logs, float_layout, fold_bands
 from .superlet_plan import DirectPlan, SuperletPlan, periodic_spectrum
+
+# Output frames per matrix product in the time-domain path: 4096 frames x 39 taps of float32 are 0.6 MB.
+DIRECT_FRAMES = 4096
 
 
 def folded_log_superlet(segment: np.ndarray, plan: SuperletPlan, n_frames: int, workers: int | None = None
                         ) -> np.ndarray:
     """Sum of the plan's wavelets' weighted log-magnitude responses to ``segment`` (channels, <= n_fft samples,
     zero-padded to n_fft) at samples 0, D, 2D, ... (n_frames of them): (channels, n_freqs, n_frames) in the plan's
-    dtype. With every wavelet in the plan this is the log superlet."""
+    dtype. With every wavelet in the plan this is the log superlet.
+
+    One channel at a time, so that the spectrum, the folded bands and the accumulators stay in cache; the bands go
+    through in groups (one batched inverse FFT per group). The wavelets of a frequency that share an exponent are
+    multiplied together (as mantissas and binary exponents, which never overflow) and take one logarithm.
+    """
     dtype = plan.dtype
     complex_dtype = np.result_type(dtype, np.complex64)
-    n_channels, m = segment.shape[0], plan.n_folded
-    half = spfft.rfft(segment, n=plan.n_fft, axis=-1, workers=workers).astype(complex_dtype, copy=False)
-    spectrum = periodic_spectrum(half, plan.n_fft, plan.spectrum_start, plan.spectrum_stop).view(dtype)
-    del half
-    log_sum = np.zeros((n_channels, plan.n_freqs, n_frames), dtype=dtype)
-    floor = np.sqrt(np.finfo(dtype).tiny)            # magnitude floor: the power stays >= tiny, log finite
-    with single_threaded_blas():
+    bands = plan.band_arrays
+    band_slots, slot_freqs, slot_weights = plan.slots
+    int_type, *bit_constants = float_layout(dtype)
+    floor = np.finfo(dtype).tiny                     # power floor: the log stays finite
+    log_sum = np.zeros((segment.shape[0], plan.n_freqs, n_frames), dtype=dtype)
+    folded = np.empty((plan.group_size, plan.n_folded), dtype=complex_dtype)
+    scratch = np.empty((2, n_frames), dtype=dtype)
+    gains = plan.cached_gains if plan.cached_gains is not None else np.empty(0, dtype=dtype)  # empty: generated
+    padded = np.zeros(plan.n_fft, dtype=dtype)       # zero-padded here: scipy's own padding (n=) is ~2x slower
+    for channel in range(segment.shape[0]):
+        padded[:segment.shape[1]] = segment[channel]
+        half = spfft.rfft(padded, workers=workers).astype(complex_dtype, copy=False)
+        spectrum = periodic_spectrum(half[None], plan.n_fft, plan.spectrum_start, plan.spectrum_stop)[0]
+        del half
+        mantissas = np.ones((len(slot_freqs), n_frames), dtype=dtype)
+        exponents = np.zeros((len(slot_freqs), n_frames), dtype=int_type)
         for start, stop in plan.groups:
-            folded = np.empty((n_channels, stop - start, m), dtype=complex_dtype)
-            folded_real = folded.view(dtype)  # interleaved (re, im)
-            for row, band in enumerate(plan.bands[start:stop]):
-                first = 2 * (band.row_start - plan.spectrum_start)
-                rows = spectrum[:, first:first + 2 * band.rows * m].reshape(n_channels, band.rows, 2 * m)
-                # product with the gain and sum over rows in one pass: the band folded onto M bins
-                np.einsum("crk,rk->ck", rows, plan.gain(start + row), out=folded_real[:, row])
-            response = spfft.ifft(folded, axis=-1, workers=workers, overwrite_x=True)
-            magnitude = np.abs(response[..., :n_frames])
-            np.maximum(magnitude, floor, out=magnitude)
-            np.log(magnitude, out=magnitude)
-            freqs, weights = plan.group_weights[start // plan.group_size]
-            log_sum[:, freqs] += np.matmul(weights, magnitude)
-    log_sum *= 2.0                                   # log |z| -> log |z|^2, the power the plan's scale refers to
+            group = folded[:stop - start]
+            fold_bands(spectrum, bands["starts"], bands["widths"], bands["columns"], bands["first_bins"],
+                       bands["centre_bins"], bands["sd_bins"], bands["gain_offsets"], gains, start, stop, group)
+            responses = spfft.ifft(group, axis=-1, workers=workers, overwrite_x=True)
+            accumulate_log_powers(responses, start, band_slots, n_frames, floor, *bit_constants, mantissas,
+                                  exponents, scratch, scratch.view(int_type))
+        add_slot_logs(np.log(mantissas, out=mantissas), exponents, slot_freqs, slot_weights, log_sum[channel])
     log_sum += plan.log_scale[None, :, None]
     return log_sum
 
 
 def direct_log_superlet(segment: np.ndarray, plan: DirectPlan, n_frames: int, decimation: int) -> np.ndarray:
     """Like :func:`folded_log_superlet` for the short wavelets of a :class:`DirectPlan`: each output sample is the
-    dot product of the signal around it (zeros outside ``segment``) with every kernel, all in one matrix product."""
+    dot product of the signal around it (zeros outside ``segment``) with every kernel (see DirectPlan), as matrix
+    products over one channel and DIRECT_FRAMES frames at a time (small temporaries, in cache)."""
     dtype = plan.dtype
     x = np.asarray(segment, dtype=dtype)
-    padded = np.zeros((x.shape[0], plan.half_taps + max(x.shape[1], (n_frames - 1) * decimation + 1)
-                       + plan.half_taps), dtype=dtype)
-    padded[:, plan.half_taps:plan.half_taps + x.shape[1]] = x
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * plan.half_taps + 1, axis=-1)
-    windows = windows[:, :(n_frames - 1) * decimation + 1:decimation]          # (channels, frames, taps)
-    with single_threaded_blas():
-        response = np.matmul(windows, plan.kernels)                             # (channels, frames, 2 W)
-    np.multiply(response, response, out=response)
-    power = np.add(response[..., 0::2], response[..., 1::2])                    # (channels, frames, W)
-    np.maximum(power, np.finfo(dtype).tiny, out=power)
-    np.log(power, out=power)
+    taps = 2 * plan.half_taps + 1
+    padded = np.zeros(plan.half_taps + max(x.shape[1], (n_frames - 1) * decimation + 1) + plan.half_taps, dtype=dtype)
     log_sum = np.zeros((x.shape[0], plan.n_freqs, n_frames), dtype=dtype)
     with single_threaded_blas():
-        log_sum[:, plan.freqs] = np.matmul(plan.weights, power.transpose(0, 2, 1))
+        for channel in range(x.shape[0]):
+            padded[plan.half_taps:plan.half_taps + x.shape[1]] = x[channel]
+            windows = np.lib.stride_tricks.sliding_window_view(padded, taps)[::decimation][:n_frames]  # (frames, taps)
+            for first in range(0, n_frames, DIRECT_FRAMES):
+                window = windows[first:first + DIRECT_FRAMES]
+                after, before = window[:, plan.half_taps:], window[:, plan.half_taps::-1]  # t = 0, 1, .. and 0, -1, ..
+                real = np.matmul(after + before, plan.cosine)                              # (frames, W)
+                imaginary = np.matmul(after[:, 1:] - before[:, 1:], plan.sine)
+                np.multiply(real, real, out=real)
+                power = np.add(real, np.multiply(imaginary, imaginary, out=imaginary), out=real)
+                np.maximum(power, np.finfo(dtype).tiny, out=power)
+                np.log(power, out=power)
+                log_sum[channel, plan.freqs, first:first + DIRECT_FRAMES] = np.matmul(plan.weights, power.T)
     return log_sum
 
 

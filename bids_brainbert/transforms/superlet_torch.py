@@ -40,7 +40,7 @@ class TorchSuperletKernel:
             source = np.where(mirrored, plan.n_fft - index, index)
             gains = None
             if plan.cached_gains is not None:
-                gains = [torch.as_tensor(g, device=self.device) for g in plan.cached_gains]
+                gains = torch.as_tensor(plan.cached_gains, device=self.device)
             self._on_device[key] = {
                 "plan": plan, "real": real,
                 "source": torch.as_tensor(source, device=self.device),
@@ -56,18 +56,21 @@ class TorchSuperletKernel:
         """(rows, 2M) interleaved gain of band ``index`` (see SuperletPlan.gain), from the cache or computed here."""
         import torch
 
-        if state["gains"] is not None:
-            return state["gains"][index]
         plan, band = state["plan"], state["plan"].bands[index]
-        bins = torch.arange(band.row_start, band.row_start + band.rows * plan.n_folded, device=self.device,
-                            dtype=torch.float64)
-        freqs = bins * (plan.sfreq / plan.n_fft)
-        inside = (bins >= band.start) & (bins < band.start + band.width)
-        gain = torch.zeros_like(freqs)
-        for image in range(-2, 3):  # the sampled wavelet's aliased images, as in sampled_morlet_spectrum
-            gain += torch.exp(-0.5 * ((freqs - band.centre_hz + image * plan.sfreq) / band.sd_hz) ** 2)
-        gain = torch.where(inside, gain, torch.zeros_like(gain)).to(state["real"])
-        return gain.repeat_interleave(2).reshape(band.rows, 2 * plan.n_folded)
+        if state["gains"] is not None:
+            first = int(plan.band_arrays["gain_offsets"][index])
+            gain = state["gains"][first:first + band.width]
+        else:
+            bins = torch.arange(band.start, band.start + band.width, device=self.device, dtype=torch.float64)
+            freqs = bins * (plan.sfreq / plan.n_fft)
+            gain = torch.zeros_like(freqs)
+            for image in range(-2, 3):  # the sampled wavelet's aliased images, as in sampled_morlet_spectrum
+                gain += torch.exp(-0.5 * ((freqs - band.centre_hz + image * plan.sfreq) / band.sd_hz) ** 2)
+            gain = gain.to(state["real"])
+        rows = torch.zeros(band.rows * plan.n_folded, dtype=state["real"], device=self.device)
+        offset = band.start - band.row_start
+        rows[offset:offset + band.width] = gain
+        return rows.repeat_interleave(2).reshape(band.rows, 2 * plan.n_folded)
 
     def __call__(self, segment: np.ndarray, plan: SuperletPlan, n_frames: int) -> np.ndarray:
         import torch
