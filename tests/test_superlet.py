@@ -288,3 +288,20 @@ def test_fft_lengths_hold_signal_and_context_in_fast_sizes(n_samples, context):
         while blocks % prime == 0:
             blocks //= prime
     assert blocks == 1  # only radix 2, 3 and 5 passes
+
+
+def test_compiles_in_memory_where_no_cache_can_be_written():
+    # a read-only image with no writable home leaves numba no cache locator: the kernels must still compile and
+    # run (in memory, once per process). ZipCacheLocator alone accepts only zipped modules: no locator at all.
+    script = ("import numpy as np; from bids_brainbert.transforms import superlet_numba; "
+              "from bids_brainbert.transforms.superlet import superlet_transform, SuperletParams; "
+              "assert not superlet_numba.fold_bands._cache_hits and superlet_numba.fold_bands._cache.__class__."
+              "__name__ == 'NullCache'; x = np.random.default_rng(4).standard_normal((1, 4096)); "
+              "print(superlet_transform(x, 512.0, SuperletParams(freqs_hz=(10.0, 60.0), decimation=8)).sum())")
+    env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="ZipCacheLocator")
+    env.pop("NUMBA_CACHE_DIR", None)
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    x = np.random.default_rng(4).standard_normal((1, 4096))
+    expected = superlet_transform(x, 512.0, SuperletParams(freqs_hz=(10.0, 60.0), decimation=8)).sum()
+    assert float(run.stdout) == pytest.approx(float(expected), rel=1e-6)
