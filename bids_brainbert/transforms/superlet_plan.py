@@ -202,9 +202,10 @@ def superlet_plan(n_fft: int, sfreq: float, params: SuperletParams, dtype_name: 
 def plan_gains(plan: SuperletPlan) -> np.ndarray:
     """Every band's gain over its width, concatenated (see SuperletPlan.band_arrays["gain_offsets"]).
 
-    Generated as Gaussians: a spectral wavelet is at least DIRECT_MAX_SD_SAMPLES samples wide, so its spectrum's
-    aliased images lie more than 11 sd from its band (below 1e-26). Only in a spectrum of a few bins can a band be
-    the whole spectrum, with images that count: those take the sampled spectrum, images included."""
+    Generated as Gaussians: a spectral wavelet is more than DIRECT_MAX_SD_SAMPLES (7.5) samples wide, so its
+    spectrum's sd is below sfreq / 47 and its aliased images, a sampling rate away, lie about 40 sd beyond its
+    band (exactly 0 in float64). Only in a spectrum of a few bins can a band be the whole spectrum, with images
+    that count: those take the sampled spectrum, images included."""
     arrays = plan.band_arrays
     gains = np.empty(int(arrays["gain_offsets"][-1]), dtype=plan.dtype)
     fill_gains(arrays["first_bins"], arrays["widths"], arrays["centre_bins"], arrays["sd_bins"],
