@@ -53,7 +53,8 @@ class TorchSuperletKernel:
         return self._on_device[key]
 
     def _gain(self, state: dict, index: int):
-        """(rows, 2M) interleaved gain of band ``index`` (see SuperletPlan.gain), from the cache or computed here."""
+        """(rows, 2M) gain of band ``index`` laid out on its whole rows, each value twice (it multiplies the spectrum
+        viewed as interleaved re, im reals), from the plan's cached gains or computed here."""
         import torch
 
         plan, band = state["plan"], state["plan"].bands[index]
