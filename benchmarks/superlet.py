@@ -38,7 +38,7 @@ def original_method(x: np.ndarray, sfreq: float, params: SuperletParams) -> np.n
     rows = []
     for freq, order in zip(params.freqs_hz, params.orders()):
         log_sum = np.zeros(len(x))
-        for cycles, exponent in wavelet_set(order, params.base_cycles):
+        for cycles, exponent in wavelet_set(order, params):
             sd = cycles / (params.k_sd * freq)
             t = np.arange(-math.ceil(3 * sd * sfreq), math.ceil(3 * sd * sfreq) + 1) / sfreq
             gauss = np.exp(-0.5 * (t / sd) ** 2)

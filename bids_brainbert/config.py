@@ -68,6 +68,7 @@ class RunConfig:
     superlet_order_max: float = 30.0
     superlet_decimation: int = 50
     superlet_mode: str = "adaptive"           # or "multiplicative"
+    superlet_definition: str = "brainbert"    # wavelet set: "brainbert" (c1*order_min .. c1*o cycles) or "moca"
     superlet_backend: str = "auto"            # "auto": torch on CUDA when available, else numpy; "numpy"; "torch"
     stft_nperseg: int = 400
     stft_noverlap: int = 350
@@ -84,6 +85,7 @@ class RunConfig:
     embedding_window_s: float = 5.0
     embedding_stride_s: float = 0.0           # 0 = the window length (non-overlapping)
     embedding_batch_size: int = 64
+    embedding_windowing: str = "auto"         # "auto" | "recording" | "brainbert" (see bids_brainbert/windowing.py)
     device: str = "auto"
 
     # group-level pretraining

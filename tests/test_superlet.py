@@ -23,22 +23,40 @@ from bids_brainbert.transforms.superlet_numba import GAIN_BLOCK, gaussian_gains
 from bids_brainbert.transforms.superlet_plan import fft_length
 
 
-def direct_superlet(x: np.ndarray, sfreq: float, params: SuperletParams) -> np.ndarray:
-    """Obviously-correct float64 reference: explicit time-domain Morlet wavelets (±8 sd), one full-rate
-    convolution each, geometric mean with fractional exponent, then every ``decimation``-th sample."""
+def reference_wavelets(order: float, params: SuperletParams) -> list[tuple[float, float]]:
+    """(cycles, weight) written from the two definitions, weights before the 1/span normalisation.
+
+    BrainBERT's code (Syncopy's fractional adaptive transform): orders order_min, order_min + 1, ... up to o, the
+    next one with the fractional remainder. Moca et al.: the same from order 1."""
+    first = params.order_min if params.definition == "brainbert" else 1.0
+    wavelets, k = [], first
+    while k <= order + 1e-9:
+        wavelets.append((params.base_cycles * k, 1.0))
+        k += 1.0
+    remainder = order - (k - 1.0)
+    if remainder > 1e-9:
+        wavelets.append((params.base_cycles * k, remainder))
+    return wavelets
+
+
+def direct_superlet(x: np.ndarray, sfreq: float, params: SuperletParams, support_sd: float = 8.0) -> np.ndarray:
+    """Obviously-correct float64 reference: explicit time-domain Morlet wavelets (±``support_sd`` sd), one
+    full-rate convolution each, geometric mean with the definition's exponents, then every ``decimation``-th
+    sample."""
     out = []
     for freq, order in zip(params.freqs_hz, params.orders()):
-        n_wavelets = math.ceil(order)
+        wavelets = reference_wavelets(order, params)
+        span = sum(weight for _, weight in wavelets)
         log_sum = np.zeros(len(x))
-        for i in range(1, n_wavelets + 1):
-            weight = 1.0 if (i < n_wavelets or order == int(order)) else order - math.floor(order)
-            sd = params.base_cycles * i / (params.k_sd * freq)
-            t = np.arange(-math.ceil(8 * sd * sfreq), math.ceil(8 * sd * sfreq) + 1) / sfreq
+        for cycles, weight in wavelets:
+            sd = cycles / (params.k_sd * freq)
+            reach = math.ceil(support_sd * sd * sfreq)
+            t = np.arange(-reach, reach + 1) / sfreq
             wavelet = np.exp(-0.5 * (t / sd) ** 2) * np.exp(2j * np.pi * freq * t) / (sfreq * sd * math.sqrt(2 * math.pi))
             with warnings.catch_warnings():  # exact zeros far outside a chirp's band: log(0) = -inf is right
                 warnings.simplefilter("ignore", RuntimeWarning)
                 log_sum += weight * np.log(np.abs(fftconvolve(x, wavelet, mode="same")))
-        out.append(np.exp(log_sum / order)[::params.decimation])
+        out.append(np.exp(log_sum / span)[::params.decimation])
     return np.array(out)
 
 
@@ -305,3 +323,70 @@ def test_compiles_in_memory_where_no_cache_can_be_written():
     x = np.random.default_rng(4).standard_normal((1, 4096))
     expected = superlet_transform(x, 512.0, SuperletParams(freqs_hz=(10.0, 60.0), decimation=8)).sum()
     assert float(run.stdout) == pytest.approx(float(expected), rel=1e-6)
+
+
+# ------------------------------------------------------------------------ BrainBERT's wavelet set, Moca's
+def test_brainbert_wavelet_set_starts_at_order_min():
+    from bids_brainbert.transforms.superlet_params import wavelet_set
+
+    params = SuperletParams()                         # BrainBERT's: c1 = 1, orders 3 -> 30
+    assert params.definition == "brainbert"
+    assert wavelet_set(3.0, params) == [(3.0, 1.0)]   # at 0.1 Hz one 3-cycle wavelet (Moca's: 1, 2 and 3)
+    cycles, weights = zip(*wavelet_set(30.0, params))
+    assert cycles == tuple(float(c) for c in range(3, 31)) and np.allclose(weights, 1 / 28)
+    cycles, weights = zip(*wavelet_set(4.5, params))  # fractional: 3, 4 whole, 5 with half the weight
+    assert cycles == (3.0, 4.0, 5.0) and np.allclose(weights, [1 / 2.5, 1 / 2.5, 0.5 / 2.5])
+    moca = SuperletParams(definition="moca")
+    cycles, weights = zip(*wavelet_set(4.5, moca))
+    assert cycles == (1.0, 2.0, 3.0, 4.0, 5.0) and np.allclose(weights, [1 / 4.5] * 4 + [0.5 / 4.5])
+    with pytest.raises(ValueError, match="definition"):
+        SuperletParams(definition="syncopy")
+
+
+DEFINITION_CASES = {
+    # BrainBERT's parameters (40 frequencies 0.1-200 Hz, adaptive 3 -> 30, c1 = 1), at 512 Hz to keep it quick
+    "brainbert-adaptive": (SuperletParams(decimation=16), 512.0, 60.0),
+    "multiplicative-integer": (SuperletParams(freqs_hz=(4.0, 11.5, 40.0, 97.0, 180.0), order_min=2, order_max=5,
+                                              base_cycles=1.5, mode="multiplicative", decimation=8), 512.0, 8.0),
+    "multiplicative-fractional": (SuperletParams(freqs_hz=(6.0, 30.0, 120.0), order_min=3, order_max=6.4,
+                                                 mode="multiplicative", decimation=8), 512.0, 8.0),
+    "adaptive-fractional-min-c1-2": (SuperletParams(freqs_hz=(3.0, 9.0, 27.0, 81.0, 200.0), order_min=1.5,
+                                                    order_max=6.2, base_cycles=2, decimation=8), 512.0, 10.0),
+    "adaptive-syncopy-c1-3": (SuperletParams(freqs_hz=tuple(np.linspace(5, 200, 12)), order_min=2, order_max=7,
+                                             base_cycles=3, decimation=8), 1024.0, 8.0),
+}
+
+
+@pytest.mark.parametrize("case", DEFINITION_CASES)
+def test_brainbert_definition_matches_a_direct_convolution(case):
+    """Every frequency, away from the edges: correlation >= 0.999 and relative error <= 1e-2 with the float64
+    direct reference of BrainBERT's definition, in float32 as the pipeline runs it (and 1e-6 in float64, the reference cut at 6 sd)."""
+    params, sfreq, seconds = DEFINITION_CASES[case]
+    n = int(seconds * sfreq)
+    t = np.arange(n) / sfreq
+    x = np.random.default_rng(17).standard_normal(n) + 3 * sps.chirp(t, f0=1, t1=t[-1], f1=150, method="log")
+    reference = direct_superlet(x, sfreq, params, support_sd=6.0)
+    edge = edge_frames(sfreq, params)
+    reference = interior(reference, edge)
+    assert reference.shape[1] >= 20
+    for dtype, rtol in ((np.float32, 1e-2), (np.float64, 1e-6)):
+        fast = interior(superlet_transform(x, sfreq, params, dtype=dtype)[0], edge)
+        assert (np.abs(fast - reference) / reference).max() <= rtol, dtype
+        for row, ref_row in zip(fast, reference):
+            assert np.corrcoef(row, ref_row)[0, 1] >= 0.999
+    on_torch = interior(superlet_transform(x, sfreq, params, dtype=np.float64, backend="torch", device="cpu")[0],
+                        edge)
+    assert (np.abs(on_torch - reference) / reference).max() <= 1e-6
+
+
+def test_moca_definition_is_kept_and_differs_where_brainbert_said():
+    params, sfreq, seconds = DEFINITION_CASES["brainbert-adaptive"]
+    moca = SuperletParams(**{**params.to_dict(), "freqs_hz": params.freqs_hz, "definition": "moca"})
+    x = np.random.default_rng(5).standard_normal(int(seconds * sfreq))
+    edge = edge_frames(sfreq, params)
+    ours = interior(superlet_transform(x, sfreq, moca, dtype=np.float64)[0], edge)
+    np.testing.assert_allclose(ours, interior(direct_superlet(x, sfreq, moca, support_sd=6.0), edge), rtol=1e-6)
+    theirs = interior(superlet_transform(x, sfreq, params, dtype=np.float64)[0], edge)
+    # the two wavelet sets share only the highest orders: they part most at the lowest frequencies
+    low = np.corrcoef(ours[0], theirs[0])[0, 1]
+    assert low < 0.99 and np.abs(ours[0] - theirs[0]).max() > 0.05 * theirs[0].max()

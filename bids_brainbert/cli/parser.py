@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("--superlet-decimation", type=_positive_int, metavar="N", help="output every Nth sample (50)")
     spec.add_argument("--superlet-mode", choices=("adaptive", "multiplicative"),
                       help="order rises with frequency (adaptive, BrainBERT) or is the highest everywhere")
+    spec.add_argument("--superlet-definition", choices=("brainbert", "moca"),
+                      help="wavelet set of a superlet: brainbert: c1*order_min .. c1*o cycles, as BrainBERT's code "
+                           "(default); moca: c1*1 .. c1*o cycles, as Moca et al. 2021")
     spec.add_argument("--superlet-backend", choices=("auto", "numpy", "torch"),
                       help="auto: torch on the --device GPU when one is available, else numpy (auto)")
     spec.add_argument("--stft-nperseg", type=_positive_int, metavar="N", help="STFT window length in samples (400)")
@@ -128,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--embedding-middle-frames", type=_positive_int, metavar="K", help="frames for middle pooling (10)")
     model.add_argument("--embedding-window-s", type=_positive_float, metavar="S", help="window length in seconds (5)")
     model.add_argument("--embedding-stride-s", type=_positive_float, metavar="S", help="sliding-window step (= window)")
+    model.add_argument("--embedding-windowing", choices=("auto", "recording", "brainbert"),
+                       help="model input: recording: windows cut from the whole-recording spectrogram; brainbert: "
+                            "each window transformed alone and normalised as the original code did; auto: brainbert "
+                            "for the published weights, else recording (auto)")
     model.add_argument("--embedding-batch-size", type=_positive_int, metavar="N", help="windows per forward pass (64)")
     model.add_argument("--device", metavar="DEV", help="auto (CUDA when available), cpu, cuda, cuda:N")
 

@@ -19,6 +19,13 @@ def package_versions(names=PACKAGES) -> dict[str, str]:
     return out
 
 
+def _wavelet_set_text(s: dict[str, Any]) -> str:
+    if s.get("superlet_definition", "brainbert") == "moca":
+        return "each superlet of order o made of Morlet wavelets with c1, 2 c1, ... o c1 cycles (Moca et al.)"
+    return ("each superlet of order o made of Morlet wavelets with order_min c1 ... o c1 cycles, as in BrainBERT's "
+            "code")
+
+
 def methods_text(settings: dict[str, Any], versions: dict[str, str], app_version: str, analysis: str,
                  model: dict[str, Any] | None = None) -> str:
     """Markdown describing the pipeline as configured in ``settings`` (a RunConfig as dict)."""
@@ -28,7 +35,8 @@ def methods_text(settings: dict[str, Any], versions: dict[str, str], app_version
         transform = (f"an adaptive superlet transform (Moca et al., 2021; {s['superlet_n_freqs']} frequencies "
                      f"linearly spaced from {s['superlet_freq_min']:g} to {s['superlet_freq_max']:g} Hz, base cycles "
                      f"{s['superlet_base_cycles']:g}, orders {s['superlet_order_min']:g} to "
-                     f"{s['superlet_order_max']:g}, output decimated by {s['superlet_decimation']})")
+                     f"{s['superlet_order_max']:g}, {_wavelet_set_text(s)}, output decimated by "
+                     f"{s['superlet_decimation']})")
     else:
         transform = (f"a short-time Fourier transform (Hann window of {s['stft_nperseg']} samples, overlap "
                      f"{s['stft_noverlap']}, first {s['stft_n_bins']} bins)")

@@ -80,6 +80,7 @@ def spectrogram_front_end(config: RunConfig, sfreq: float, source: str = "") -> 
             order_max=config.superlet_order_max,
             decimation=config.superlet_decimation,
             mode=config.superlet_mode,
+            definition=config.superlet_definition,
         )
         backend, device = superlet_backend(config)
         return SpectrogramFrontEnd(

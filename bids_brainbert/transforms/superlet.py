@@ -110,7 +110,7 @@ def _context_classes(n_core: int, chunked: bool, sfreq: float, params: SuperletP
     tail = TAIL_SD[dtype]
     reach, bins = [], []
     for freq, order in zip(params.freqs_hz, params.orders()):
-        for cycles, _ in wavelet_set(order, params.base_cycles):
+        for cycles, _ in wavelet_set(order, params):
             if is_direct(freq, cycles, sfreq, params):
                 continue
             reach.append(wavelet_context_samples(freq, cycles, sfreq, params, dtype))

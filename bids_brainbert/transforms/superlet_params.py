@@ -1,10 +1,17 @@
-"""Superlet parameters and the definition of the wavelets that make up each superlet (Moca et al. 2021).
+"""Superlet parameters and the definition of the wavelets that make up each superlet.
 
 For frequency ``f`` the order ``o(f)`` rises linearly from ``order_min`` at the lowest to ``order_max`` at the
-highest frequency (adaptive) or is ``order_max`` everywhere (multiplicative). The superlet is the geometric mean of
-the magnitudes of Morlet responses with ``c1 * i`` cycles, i = 1..ceil(o), the last one weighted by the fractional
-part of ``o``. A Morlet wavelet with ``c`` cycles is a complex exponential at ``f`` under a Gaussian of standard
-deviation ``c / (k_sd f)`` seconds, normalised to unit area.
+highest frequency (adaptive) or is ``order_max`` everywhere (multiplicative). The superlet is a weighted geometric
+mean of the magnitudes of Morlet responses; which wavelets, and their weights, depend on ``definition``:
+
+- ``"brainbert"`` (default; what BrainBERT's superlet code, taken from Syncopy, computes): ``c1 * k`` cycles for
+  k = order_min, order_min + 1, ... up to o, each with exponent ``1 / (o - order_min + 1)``, the last one
+  weighted by the fractional part of ``o - order_min`` (BrainBERT's 3 -> 30: 3, 4, ..., ceil(o) cycles);
+- ``"moca"`` (Moca et al. 2021, equation 7): ``c1 * k`` cycles for k = 1..ceil(o), exponent ``1 / o``, the last
+  one weighted by the fractional part of ``o``.
+
+A Morlet wavelet with ``c`` cycles is a complex exponential at ``f`` under a Gaussian of standard deviation
+``c / (k_sd f)`` seconds, normalised to unit area (a sinusoid of amplitude A gives A/2).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import numpy as np
 
 # Frames within this many wavelet standard deviations of an end see the zero padding (reported as EdgeFrames).
 EDGE_SD = 3.0
+DEFINITIONS = ("brainbert", "moca")
 
 
 @dataclass(frozen=True)
@@ -31,12 +39,15 @@ class SuperletParams:
     decimation: int = 50
     output: str = "magnitude"       # "magnitude" | "power" | "log" (natural log of magnitude, floored at 1e-30)
     k_sd: float = 5.0
+    definition: str = "brainbert"   # "brainbert" (cycles c1*order_min .. c1*o) or "moca" (c1*1 .. c1*o)
 
     def __post_init__(self) -> None:
         if self.mode not in ("adaptive", "multiplicative"):
             raise ValueError(f"superlet mode must be adaptive or multiplicative, got {self.mode!r}")
         if self.output not in ("magnitude", "power", "log"):
             raise ValueError(f"superlet output must be magnitude, power or log, got {self.output!r}")
+        if self.definition not in DEFINITIONS:
+            raise ValueError(f"superlet definition must be one of {', '.join(DEFINITIONS)}, got {self.definition!r}")
         if min(self.freqs_hz) <= 0 or self.order_min < 1 or self.order_max < self.order_min or self.decimation < 1:
             raise ValueError("superlet frequencies must be > 0, orders >= 1 and increasing, decimation >= 1")
 
@@ -54,14 +65,18 @@ class SuperletParams:
         return self.order_min + (self.order_max - self.order_min) * fraction
 
 
-def wavelet_set(order: float, base_cycles: float) -> list[tuple[float, float]]:
-    """(cycles, exponent) of the Morlet wavelets making up one superlet of (fractional) ``order``."""
-    count = int(math.ceil(order - 1e-12))
-    fraction = order - math.floor(order + 1e-12)
+def wavelet_set(order: float, params: SuperletParams) -> list[tuple[float, float]]:
+    """(cycles, exponent) of the Morlet wavelets making up one superlet of (fractional) ``order``: orders
+    first, first + 1, ... with first = order_min (BrainBERT's) or 1 (Moca's), the last one weighted by the
+    fractional part of the span; the exponents sum to 1."""
+    first = params.order_min if params.definition == "brainbert" else 1.0
+    span = order - first + 1.0
+    count = int(math.ceil(span - 1e-12))
+    fraction = span - math.floor(span + 1e-12)
     exponents = [1.0] * count
     if fraction > 1e-12:
         exponents[-1] = fraction
-    return [(base_cycles * (i + 1), e / order) for i, e in enumerate(exponents)]
+    return [(params.base_cycles * (first + i), e / span) for i, e in enumerate(exponents)]
 
 
 def morlet_sd_s(freq_hz: float, cycles: float, k_sd: float) -> float:
@@ -70,9 +85,8 @@ def morlet_sd_s(freq_hz: float, cycles: float, k_sd: float) -> float:
 
 
 def longest_wavelet_sd_s(params: SuperletParams) -> float:
-    orders = params.orders()
-    return max(morlet_sd_s(f, params.base_cycles * math.ceil(o - 1e-12), params.k_sd)
-               for f, o in zip(params.freqs_hz, orders))
+    return max(morlet_sd_s(f, max(cycles for cycles, _ in wavelet_set(o, params)), params.k_sd)
+               for f, o in zip(params.freqs_hz, params.orders()))
 
 
 def edge_frames(sfreq: float, params: SuperletParams) -> int:

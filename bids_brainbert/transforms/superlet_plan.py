@@ -175,7 +175,7 @@ def superlet_plan(n_fft: int, sfreq: float, params: SuperletParams, dtype_name: 
     bands = []
     for fi, (freq, order) in enumerate(zip(params.freqs_hz, params.orders())):
         centre_bin = int(round(freq / df))
-        for cycles, weight in wavelet_set(order, params.base_cycles):
+        for cycles, weight in wavelet_set(order, params):
             context = wavelet_context_samples(freq, cycles, sfreq, params, dtype)
             if not context_range[0] < context <= context_range[1] or is_direct(freq, cycles, sfreq, params):
                 continue
@@ -242,7 +242,7 @@ def direct_plan(sfreq: float, params: SuperletParams, dtype_name: str) -> Direct
     dtype = np.dtype(dtype_name)
     wavelets = [(fi, freq, cycles, weight)
                 for fi, (freq, order) in enumerate(zip(params.freqs_hz, params.orders()))
-                for cycles, weight in wavelet_set(order, params.base_cycles) if is_direct(freq, cycles, sfreq, params)]
+                for cycles, weight in wavelet_set(order, params) if is_direct(freq, cycles, sfreq, params)]
     if not wavelets:
         return None
     half_taps = max(math.ceil(TAIL_SD[dtype] * morlet_sd_s(f, c, params.k_sd) * sfreq) for _, f, c, _ in wavelets)
