@@ -50,14 +50,15 @@ def pool_frames(hidden: torch.Tensor, pooling: str, middle_frames: int) -> torch
 
 
 def embed_windows(model: BrainBertPretrainModel, windows: np.ndarray, params: EmbeddingParams,
-                  device: torch.device | str = "cpu") -> np.ndarray:
-    """(N, T, n_freqs) raw spectrogram windows -> (N, d_model) float32 pooled embeddings."""
+                  device: torch.device | str = "cpu", normalize: bool = True) -> np.ndarray:
+    """(N, T, n_freqs) raw spectrogram windows -> (N, d_model) float32 pooled embeddings (``normalize=False``:
+    windows already normalised, see :mod:`bids_brainbert.windowing`)."""
     out = np.empty((len(windows), model.config.d_model), dtype=np.float32)
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(windows), params.batch_size):
-            batch = np.stack([zscore_frequencies(np.asarray(w, dtype=np.float32))
-                              for w in windows[start:start + params.batch_size]])
+            batch = np.stack([zscore_frequencies(np.asarray(w, dtype=np.float32)) if normalize
+                              else np.asarray(w, dtype=np.float32) for w in windows[start:start + params.batch_size]])
             hidden = model.hidden_states(torch.from_numpy(batch).to(device), layer=params.layer)
             out[start:start + len(batch)] = pool_frames(hidden, params.pooling, params.middle_frames).float().cpu()
     return out

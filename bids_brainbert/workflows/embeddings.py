@@ -28,6 +28,8 @@ from ..errors import CheckpointError, RecordingError, UsageError
 from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
 from ..model.checkpoints import PUBLISHED_SUFFIXES, check_input_width
 from ..training import latest_checkpoint
+from ..windowing import RECORDING_WINDOWING
+from .window_exact import window_exact_for
 
 LOGGER = logging.getLogger("bids_brainbert")
 MODELS_DIR = "models"
@@ -140,9 +142,13 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
     written = []
     # BrainBERT reads decoding probes from the middle frames but measures dimensionality on all-frames means
     window_params = replace(params, pooling=config.embedding_window_pooling)
-    embeddings, centres = windowed_embeddings(spectrogram, rate, model, window_params,
-                                              edge_frames=int(spec_sidecar.get("EdgeFrames", 0)),
-                                              start_time_s=start, device=device)
+    # BrainBERT's per-window input (published weights, --embedding-windowing brainbert), else the derivative's
+    exact = window_exact_for(recording, config, model_source.published, spectrogram.shape[0], model, window_params,
+                             params, events, device)
+    common.update(windowing_fields(exact))
+    embeddings, centres = exact.windows if exact else windowed_embeddings(
+        spectrogram, rate, model, window_params, edge_frames=int(spec_sidecar.get("EdgeFrames", 0)),
+        start_time_s=start, device=device)
     digest = _save_array(paths["windows"], embeddings)
     deriv.atomic_write_json(paths["windows_sidecar"], {
         **common, **pooling_fields(window_params), "Description": "sliding-window embeddings per channel",
@@ -151,8 +157,8 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
     written += [paths["windows"], paths["windows_sidecar"]]
     if events is not None:
         onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float)
-        event_embeddings, valid = event_locked_embeddings(spectrogram, rate, np.nan_to_num(onsets, nan=-1e9),
-                                                          model, params, start_time_s=start, device=device)
+        event_embeddings, valid = exact.events if exact else event_locked_embeddings(
+            spectrogram, rate, np.nan_to_num(onsets, nan=-1e9), model, params, start_time_s=start, device=device)
         kept = events.loc[valid].reset_index(drop=True)
         if (~valid).any():
             LOGGER.info("%s: %d of %d events too close to the recording edges for a %.1f s window, skipped",
@@ -167,6 +173,12 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
     LOGGER.info("%s: wrote %s embeddings (%d channels, %d windows)", recording.relative_path, model_source.label,
                 embeddings.shape[0], embeddings.shape[1])
     return written
+
+
+def windowing_fields(exact) -> dict:
+    """Sidecar record of how the model input was windowed and normalised."""
+    windowing = exact.description if exact else RECORDING_WINDOWING
+    return {"Windowing": windowing, "Normalization": windowing["Normalization"]}
 
 
 def pooling_fields(params: EmbeddingParams) -> dict:
