@@ -27,6 +27,9 @@ WINDOWINGS = ("auto", "recording", "brainbert")
 # Frames the original drops at each end of a window, after (STFT) or before (superlet) z-scoring.
 STFT_CUT_FRAMES = 10
 SUPERLET_CUT_FRAMES = 5
+# Windows transformed at once: each carries its own zero padding (+-36 s for BrainBERT's 0.1 Hz superlet), so
+# memory grows with their number, not with the recording.
+WINDOWS_PER_TRANSFORM = 32
 
 
 def resolve_windowing(request: str, published: bool) -> str:
@@ -134,9 +137,12 @@ def window_exact_embeddings(signal: np.ndarray, front_end, model, window_params,
         for positions, out, params in ((starts, sliding, window_params), (kept, locked, event_params)):
             if not len(positions):
                 continue
-            inputs = brainbert_window_inputs(front_end, np.stack([row[s:s + length] for s in positions]))
-            frames = inputs.shape[1]
-            out[channel] = embed_windows(model, inputs, params, device, normalize=False)
+            for first in range(0, len(positions), WINDOWS_PER_TRANSFORM):
+                chunk = positions[first:first + WINDOWS_PER_TRANSFORM]
+                inputs = brainbert_window_inputs(front_end, np.stack([row[s:s + length] for s in chunk]))
+                frames = inputs.shape[1]
+                out[channel, first:first + len(chunk)] = embed_windows(model, inputs, params, device,
+                                                                       normalize=False)
     if frames is None:  # no window fits: the frame count the recipe would give
         frames = brainbert_window_inputs(front_end, np.zeros((1, length))).shape[1]
     centres = (starts + length / 2) / sfreq

@@ -135,3 +135,35 @@ def test_published_weights_get_window_exact_event_embeddings(tmp_path):
     other = np.load(other_file)
     assert other.shape == embeddings.shape
     assert np.linalg.norm(other - embeddings) > 1e-3 * np.linalg.norm(embeddings)
+
+
+def test_superlet_window_exact_embeddings_through_the_cli(tmp_path):
+    """--embedding-windowing brainbert with one of our (superlet) models: each window's superlet alone, 5 frames
+    cut, z-scored, as an independent rewrite builds it from the same preprocessed signal."""
+    from bids_brainbert.model import ModelConfig, build_model, save_checkpoint
+
+    root = tmp_path / "rawdata"
+    write_tiny_recording(root, "01", fmt="BrainVision", sfreq=SFREQ, seconds=8.0, seed=6)
+    model = build_model(ModelConfig(n_freqs=40, d_model=16, n_layers=1, n_heads=2, d_ff=32, dropout=0.0), seed=1)
+    checkpoint = save_checkpoint(tmp_path / "ours", model.eval())
+    out = tmp_path / "out"
+    assert main([str(root), str(out), "participant", "--model", str(checkpoint), "--reference", "none",
+                 "--no-line-noise", "--embedding-windowing", "brainbert", "--skip-bids-validation"]) == 0
+    events_file = next(out.rglob("*_desc-brainbertEvents_embeddings.npy"))
+    windowing = json.loads(events_file.with_suffix(".json").read_text())["Windowing"]
+    assert windowing["Kind"] == "brainbert" and windowing["FramesPerWindow"] == 195
+    assert windowing["FramesCutEachEnd"] == 5
+    names = pd.read_csv(next(out.rglob("*_desc-superlet_channels.tsv")), sep="\t")["name"].tolist()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = mne_bids.read_raw_bids(mne_bids.BIDSPath(subject="01", task="rest", datatype="ieeg", root=root),
+                                     verbose=False)
+    centre = int(round(3.0 * SFREQ))                        # the first event whose window fits
+    window = original_superlet_window(raw.get_data(picks=names[:1])[0, centre - WINDOW // 2:centre + WINDOW // 2],
+                                      SuperletParams())
+    reference = model.double().eval()
+    with torch.no_grad():
+        expected = reference.hidden_states(torch.from_numpy(window)[None])[0, 92:102].mean(0).numpy()
+    got = np.load(events_file)[0, 0]
+    # float32 superlet kernel against the float64 direct convolution (measured: 7e-6)
+    assert np.linalg.norm(got - expected) <= 1e-4 * np.linalg.norm(expected)
