@@ -135,6 +135,11 @@ def test_published_weights_get_window_exact_event_embeddings(tmp_path):
     other = np.load(other_file)
     assert other.shape == embeddings.shape
     assert np.linalg.norm(other - embeddings) > 1e-3 * np.linalg.norm(embeddings)
+    # run again on that output with the default windowing: those embeddings are recomputed, not kept as done
+    assert main([str(root), str(frames), "participant", "--model", str(checkpoint), "--spectrogram", "stft",
+                 "--reference", "none", "--no-line-noise", "--skip-bids-validation"]) == 0
+    assert json.loads(other_file.with_suffix(".json").read_text())["Windowing"]["Kind"] == "brainbert"
+    np.testing.assert_array_equal(np.load(other_file), embeddings)
 
 
 def test_superlet_window_exact_embeddings_through_the_cli(tmp_path):

@@ -29,7 +29,7 @@ from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
 from ..model.checkpoints import PUBLISHED_SUFFIXES, check_input_width
 from ..training import latest_checkpoint
 from ..windowing import RECORDING_WINDOWING
-from .window_exact import window_exact_for
+from .window_exact import window_exact_for, windowing_matches
 
 LOGGER = logging.getLogger("bids_brainbert")
 MODELS_DIR = "models"
@@ -127,8 +127,10 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
     """Write (or skip when complete) the embedding derivatives of one recording; returns the files."""
     paths = {k: deriv.ensure_inside(config.output_dir, p) for k, p in
              embedding_paths(spectrogram_data, model_source.label).items()}
-    windows_done = deriv.is_complete({"data": paths["windows"], "sidecar": paths["windows_sidecar"]})
-    events_done = deriv.is_complete({"data": paths["events"], "sidecar": paths["events_sidecar"]})
+    windows_done = deriv.is_complete({"data": paths["windows"], "sidecar": paths["windows_sidecar"]}) \
+        and windowing_matches(paths["windows_sidecar"], config, model_source.published)
+    events_done = deriv.is_complete({"data": paths["events"], "sidecar": paths["events_sidecar"]}) \
+        and windowing_matches(paths["events_sidecar"], config, model_source.published)
     events = read_events(recording)
     if not config.overwrite and windows_done and (events is None or events_done):
         return [p for p in paths.values() if p.exists()]
