@@ -29,7 +29,7 @@ from .config import RunConfig
 from .errors import UsageError
 
 __all__ = ["PreprocessedRecording", "Spectrogram", "compute_spectrogram", "event_embeddings", "find_derivatives",
-           "load_model", "load_preprocessed", "read_spectrogram", "sliding_embeddings"]
+           "load_model", "load_preprocessed", "read_spectrogram", "sliding_embeddings", "window_exact_embeddings"]
 
 LOGGER = logging.getLogger("bids_brainbert")
 PathLike = str | os.PathLike
@@ -272,6 +272,49 @@ def event_embeddings(spectrogram: Spectrogram, onsets_s: np.ndarray, model,
     device = next(model.parameters()).device
     return event_locked_embeddings(spectrogram.data, spectrogram.frame_rate_hz, np.asarray(onsets_s, float), model,
                                    _embedding_params(options), start_time_s=spectrogram.start_time_s, device=device)
+
+
+def window_exact_embeddings(signal: np.ndarray, sfreq: float, model, onsets_s: np.ndarray | None = None,
+                            window_pooling: str = "mean", **options: Any) -> dict[str, Any]:
+    """Embeddings with every window transformed and normalised alone, as BrainBERT's code built its input (what
+    ``--embedding-windowing brainbert`` writes; the default for the published weights).
+
+    Parameters
+    ----------
+    signal : ndarray, shape (n_channels, n_samples)
+        Preprocessed signal (e.g. :func:`load_preprocessed`'s).
+    sfreq : float
+        Its sampling rate in Hz.
+    model : BrainBertPretrainModel
+    onsets_s : array of float, optional
+        Event onsets in seconds from the first sample: their windows are embedded too.
+    window_pooling : str
+        Readout of the sliding windows ("mean", as the command line, or "middle").
+    **options
+        The front end's command-line options (``spectrogram="stft"`` for the published weights, ``stft_*``,
+        ``superlet_*``) and the embedding options of :func:`sliding_embeddings` (``pooling`` is the events').
+
+    Returns
+    -------
+    dict
+        ``windows`` (n_channels, n_windows, d_model), ``centres_s`` (n_windows,), ``events`` (n_channels,
+        n_kept, d_model) and ``kept`` (n_events,) bool (None without onsets), ``windowing`` (as in the sidecars).
+    """
+    from .embedding import EmbeddingParams
+    from .transforms.spectrogram import spectrogram_front_end
+    from .windowing import window_exact_embeddings as embed
+
+    embedding_names = {f.name for f in dataclasses.fields(EmbeddingParams)}
+    params = _embedding_params({k: v for k, v in options.items() if k in embedding_names})
+    front_end = spectrogram_front_end(run_config(**{k: v for k, v in options.items() if k not in embedding_names}),
+                                      float(sfreq), "signal")
+    onsets = None if onsets_s is None else np.asarray(onsets_s, float)
+    result = embed(np.atleast_2d(np.asarray(signal)), front_end, model,
+                   dataclasses.replace(params, pooling=window_pooling), params, onsets,
+                   next(model.parameters()).device)
+    (windows, centres), events = result.windows, result.events
+    return {"windows": windows, "centres_s": centres, "events": None if events is None else events[0],
+            "kept": None if events is None else events[1], "windowing": result.description}
 
 
 def find_derivatives(output_dir: PathLike, suffix: str = "spectrogram") -> pd.DataFrame:

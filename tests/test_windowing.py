@@ -123,6 +123,15 @@ def test_published_weights_get_window_exact_event_embeddings(tmp_path):
             expected = hidden[88:98].mean(0).numpy()               # BrainBERT's readout: the middle 10 frames
             got = embeddings[channel, event]
             assert np.linalg.norm(got - expected) <= 1e-5 * np.linalg.norm(expected)
+    # the Python API builds the same windows from the same signal
+    from bids_brainbert import api
+
+    via_api = api.window_exact_embeddings(signal, SFREQ, api.load_model(checkpoint), kept["onset"].to_numpy(),
+                                          spectrogram="stft")
+    assert via_api["windowing"] == sidecar["Windowing"] and via_api["kept"].all()
+    np.testing.assert_allclose(via_api["events"], embeddings, rtol=1e-4, atol=1e-5 * np.abs(embeddings).max())
+    np.testing.assert_allclose(via_api["windows"], np.load(next(out.rglob("*_desc-brainbert_embeddings.npy"))),
+                               rtol=1e-4, atol=1e-5 * np.abs(embeddings).max())
     windows_sidecar = json.loads(next(out.rglob("*_desc-brainbert_embeddings.json")).read_text())
     assert windows_sidecar["Windowing"]["Kind"] == "brainbert" and windows_sidecar["Shape"][1] == 1
     # asked for windows of the whole-recording spectrogram instead, the same weights give other embeddings
