@@ -298,7 +298,8 @@ def window_exact_embeddings(signal: np.ndarray, sfreq: float, model, onsets_s: n
     -------
     dict
         ``windows`` (n_channels, n_windows, d_model), ``centres_s`` (n_windows,), ``events`` (n_channels,
-        n_kept, d_model) and ``kept`` (n_events,) bool (None without onsets), ``windowing`` (as in the sidecars).
+        n_kept, d_model) and ``kept`` (n_events,) bool (None without onsets), ``windowing`` and
+        ``events_windowing`` (as in the sidecars).
     """
     from .embedding import EmbeddingParams
     from .transforms.spectrogram import spectrogram_front_end
@@ -314,7 +315,8 @@ def window_exact_embeddings(signal: np.ndarray, sfreq: float, model, onsets_s: n
                    next(model.parameters()).device)
     (windows, centres), events = result.windows, result.events
     return {"windows": windows, "centres_s": centres, "events": None if events is None else events[0],
-            "kept": None if events is None else events[1], "windowing": result.description}
+            "kept": None if events is None else events[1], "windowing": result.description,
+            "events_windowing": result.events_description}
 
 
 def find_derivatives(output_dir: PathLike, suffix: str = "spectrogram") -> pd.DataFrame:

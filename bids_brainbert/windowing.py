@@ -8,8 +8,9 @@ The original transforms each 5 s window of signal on its own, never the whole re
 - Superlet: the superlet of the window alone, every ``decimation``-th sample, 5 frames cut at each end, then each
   frequency z-scored over the frames left: 195 frames for 10,240 samples.
 
-Its decoding and feature windows are the 10,240 samples [onset - 5120, onset + 5120) (its pretraining examples,
-which we do not rebuild, drop their last sample). Our own models instead see windows cut from one whole-recording
+Its decoding and feature windows are the 10,240 samples [onset - 5120, onset + 5120) (event embeddings here); the
+5 s segments of its pretraining data reach its transform less their last sample (sliding-window embeddings here:
+10,239 samples from each window start; the frame counts are the same). Our own models instead see windows cut from one whole-recording
 transform (``recording``): no window edge is zero-padded, and a recording is transformed once, not once per
 window. ``auto`` picks ``brainbert`` for the published weights (they were trained on per-window input) and
 ``recording`` otherwise.
@@ -111,7 +112,8 @@ class WindowExactEmbeddings:
 
     windows: tuple[np.ndarray, np.ndarray]        # (channel, window, feature), window centre times in seconds
     events: tuple[np.ndarray, np.ndarray] | None  # (channel, event, feature), valid mask over the events
-    description: dict
+    description: dict                             # of the sliding windows
+    events_description: dict
 
 
 def window_exact_embeddings(signal: np.ndarray, front_end, model, window_params, event_params,
@@ -131,23 +133,23 @@ def window_exact_embeddings(signal: np.ndarray, front_end, model, window_params,
                            else (np.zeros(0, dtype=int), np.zeros(0, dtype=bool)))
     kept = event_starts[valid]
     locked = np.zeros((n_channels, len(kept), d_model), dtype=np.float32)
-    frames = None
+    # (starts, samples fed to the transform, output, readout): sliding windows as its pretraining segments (less
+    # their last sample), events as its decoding windows
+    passes = ((starts, length - 1, sliding, window_params), (kept, length, locked, event_params))
     for channel in range(n_channels):
         row = np.asarray(signal[channel], dtype=np.float64)
-        for positions, out, params in ((starts, sliding, window_params), (kept, locked, event_params)):
-            if not len(positions):
-                continue
+        for positions, fed, out, params in passes:
             for first in range(0, len(positions), WINDOWS_PER_TRANSFORM):
                 chunk = positions[first:first + WINDOWS_PER_TRANSFORM]
-                inputs = brainbert_window_inputs(front_end, np.stack([row[s:s + length] for s in chunk]))
-                frames = inputs.shape[1]
+                inputs = brainbert_window_inputs(front_end, np.stack([row[s:s + fed] for s in chunk]))
                 out[channel, first:first + len(chunk)] = embed_windows(model, inputs, params, device,
                                                                        normalize=False)
-    if frames is None:  # no window fits: the frame count the recipe would give
-        frames = brainbert_window_inputs(front_end, np.zeros((1, length))).shape[1]
+    recipe = window_recipe(front_end.kind)
+    described = [recipe.describe(fed, brainbert_window_inputs(front_end, np.zeros((1, fed))).shape[1])
+                 for _, fed, _, _ in passes]
     centres = (starts + length / 2) / sfreq
     return WindowExactEmbeddings((sliding, centres), (locked, valid) if onsets_s is not None else None,
-                                 window_recipe(front_end.kind).describe(length, frames))
+                                 described[0], described[1])
 
 
 RECORDING_WINDOWING = {"Kind": "recording",

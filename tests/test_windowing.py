@@ -128,12 +128,22 @@ def test_published_weights_get_window_exact_event_embeddings(tmp_path):
 
     via_api = api.window_exact_embeddings(signal, SFREQ, api.load_model(checkpoint), kept["onset"].to_numpy(),
                                           spectrogram="stft")
-    assert via_api["windowing"] == sidecar["Windowing"] and via_api["kept"].all()
+    assert via_api["events_windowing"] == sidecar["Windowing"] and via_api["kept"].all()
     np.testing.assert_allclose(via_api["events"], embeddings, rtol=1e-4, atol=1e-5 * np.abs(embeddings).max())
     np.testing.assert_allclose(via_api["windows"], np.load(next(out.rglob("*_desc-brainbert_embeddings.npy"))),
                                rtol=1e-4, atol=1e-5 * np.abs(embeddings).max())
     windows_sidecar = json.loads(next(out.rglob("*_desc-brainbert_embeddings.json")).read_text())
     assert windows_sidecar["Windowing"]["Kind"] == "brainbert" and windows_sidecar["Shape"][1] == 1
+    assert via_api["windowing"] == windows_sidecar["Windowing"]
+    # the sliding window [0, 5 s) as the original's pretraining segments reach its transform: less the last sample
+    assert windows_sidecar["Windowing"]["WindowSamples"] == WINDOW - 1
+    assert windows_sidecar["Windowing"]["FramesPerWindow"] == 186
+    sliding = np.load(next(out.rglob("*_desc-brainbert_embeddings.npy")))
+    for channel in (0, len(names) - 1):
+        with torch.no_grad():
+            hidden = reference(torch.from_numpy(original_stft_window(signal[channel, :WINDOW - 1]))[None])[0][0]
+        expected = hidden.mean(0).numpy()                         # all frames, as for the dimensionality
+        assert np.linalg.norm(sliding[channel, 0] - expected) <= 1e-5 * np.linalg.norm(expected)
     # asked for windows of the whole-recording spectrogram instead, the same weights give other embeddings
     frames = tmp_path / "frames"
     assert main([str(root), str(frames), "participant", "--model", str(checkpoint), "--spectrogram", "stft",

@@ -169,6 +169,7 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
         digest = _save_array(paths["events"], event_embeddings)
         deriv.atomic_write_json(paths["events_sidecar"], {
             **common, "Description": "embeddings of windows centred on each events.tsv onset",
+            **windowing_fields(exact, events=True),
             "Axes": ["channel", "event", "feature"], "Shape": list(event_embeddings.shape),
             "EventsFile": paths["events_table"].name, "DataSha256": digest})
         written += [paths["events"], paths["events_table"], paths["events_sidecar"]]
@@ -177,9 +178,9 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
     return written
 
 
-def windowing_fields(exact) -> dict:
+def windowing_fields(exact, events: bool = False) -> dict:
     """Sidecar record of how the model input was windowed and normalised."""
-    windowing = exact.description if exact else RECORDING_WINDOWING
+    windowing = (exact.events_description if events else exact.description) if exact else RECORDING_WINDOWING
     return {"Windowing": windowing, "Normalization": windowing["Normalization"]}
 
 
