@@ -10,9 +10,9 @@ The original transforms each 5 s window of signal on its own, never the whole re
 
 Its decoding and feature windows are the 10,240 samples [onset - 5120, onset + 5120) (event embeddings here); the
 5 s segments of its pretraining data reach its transform less their last sample (sliding-window embeddings here:
-10,239 samples from each window start; the frame counts are the same). Our own models instead see windows cut from one whole-recording
-transform (``recording``): no window edge is zero-padded, and a recording is transformed once, not once per
-window. ``auto`` picks ``brainbert`` for the published weights (they were trained on per-window input) and
+10,239 samples from each window start; the frame counts are the same). Our own models instead see windows cut
+from one whole-recording transform (``recording``): no window edge is zero-padded, and a recording is transformed
+once, not once per window. ``auto`` picks ``brainbert`` for the published weights (they were trained on per-window input) and
 ``recording`` otherwise.
 """
 
