@@ -14,9 +14,9 @@ Every file is written under a temporary name in the target folder and renamed in
 
 The published checkpoint ``stft_large_pretrained.pth`` is a torch pickle of ``{"model": state_dict,
 "model_cfg": OmegaConf DictConfig, "optim": ..., "scheduler": ...}``. It is read with ``weights_only=True``;
-an OmegaConf config is accepted only through an explicit allow-list of omegaconf classes (when omegaconf is
-installed), otherwise the loader stops with a one-line message saying how to convert the file. Nothing is ever
-unpickled without the weights-only restrictions.
+an OmegaConf config is read as plain data through inert stand-ins bound to the exact class names such a pickle
+references (:mod:`.omegaconf_plain`): omegaconf is never imported, and no callable a file names is ever run.
+Nothing is ever unpickled without the weights-only restrictions.
 
 Errors about checkpoint files raise :class:`CheckpointError` (exit code 65, EX_DATAERR from sysexits.h:
 the input file is malformed), a :class:`~bids_brainbert.errors.BidsBrainbertError` naming the file.
@@ -25,12 +25,12 @@ the input file is malformed), a :class:`~bids_brainbert.errors.BidsBrainbertErro
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import pickle
 import platform
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..errors import EXIT_CHECKPOINT, BidsBrainbertError, CheckpointError
+from . import omegaconf_plain
 from .encoder import BrainBertPretrainModel, ModelConfig, count_parameters, sinusoidal_positions
 
 WEIGHTS_NAME = "model.safetensors"
@@ -330,58 +331,32 @@ def _load_state_strict(model: BrainBertPretrainModel, state: Mapping[str, torch.
 
 
 # -------------------------------------------------------------------------------------- the published format
-# Allowed in a published checkpoint besides what weights_only accepts by default: the config objects of
-# OmegaConf (the original stores its model config as a DictConfig) and the helpers their pickles reference.
-_EXTRA_SAFE_GLOBALS = frozenset({
-    "typing.Any", "builtins.dict", "builtins.list", "builtins.tuple", "builtins.set", "builtins.int",
-    "builtins.float", "builtins.str", "builtins.bool", "collections.defaultdict", "collections.OrderedDict",
-})
-_CONVERT_HINT = ("install omegaconf (pip install omegaconf) to load it as is, or convert it once, for a file "
-                 "you trust: python -c \"import torch; from omegaconf import OmegaConf; s = torch.load('IN.pth', "
-                 "weights_only=False); torch.save({'model': s['model'], 'model_cfg': "
-                 "OmegaConf.to_container(s['model_cfg'])}, 'OUT.pth')\"")
-
-
-def _resolve_global(full_name: str) -> Any:
-    module_name, _, attr = full_name.rpartition(".")
-    # Class names may be nested (Outer.Inner): import the longest importable module prefix.
-    parts = full_name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for name in parts[cut:]:
-            obj = getattr(obj, name)
-        return obj
-    raise ImportError(f"cannot import {module_name} for {attr}")
-
-
 def _torch_load_published(path: Path) -> Any:
-    def load(**kwargs: Any) -> Any:
-        return torch.load(str(path), map_location="cpu", weights_only=True, **kwargs)
+    """torch.load with weights_only; an OmegaConf model_cfg comes back as stand-ins (see :mod:`.omegaconf_plain`).
+
+    Zip-format files are memory-mapped, so a storage of hostile size is not read in before the shapes are
+    checked against a bounded model config."""
+    mmap = zipfile.is_zipfile(path)
+
+    def load() -> Any:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
 
     try:
         return load()
     except pickle.UnpicklingError as first_error:
         try:
-            needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
         except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be inspected: report the first error
             raise CheckpointError(f"{path}: cannot be loaded safely ({str(first_error).splitlines()[0]})") \
                 from None
-        foreign = [g for g in needed if not (g.startswith("omegaconf.") or g in _EXTRA_SAFE_GLOBALS)]
+        foreign = sorted(needed - set(omegaconf_plain.STAND_INS))
         if foreign:
             raise CheckpointError(f"{path}: refusing to unpickle objects other than tensors and configuration "
-                                  f"({', '.join(sorted(foreign)[:5])})")
-        if not any(g.startswith("omegaconf.") for g in needed):
+                                  f"({', '.join(foreign[:5])})")
+        if not needed:
             raise CheckpointError(f"{path}: cannot be loaded safely ({str(first_error).splitlines()[0]})") \
                 from None
-        try:
-            importlib.import_module("omegaconf")
-            allowed = [_resolve_global(g) for g in needed]
-        except (ImportError, AttributeError):
-            raise CheckpointError(f"{path}: its model_cfg is an OmegaConf object; {_CONVERT_HINT}") from None
-        with torch.serialization.safe_globals(allowed):
+        with torch.serialization.safe_globals(omegaconf_plain.safe_globals_for(needed)):
             try:
                 return load()
             except pickle.UnpicklingError as exc:
@@ -391,9 +366,10 @@ def _torch_load_published(path: Path) -> Any:
 def _plain_model_cfg(cfg: Any, path: Path) -> dict[str, Any]:
     if cfg is None:
         return {}
-    if type(cfg).__module__.split(".")[0] == "omegaconf":
-        omegaconf = importlib.import_module("omegaconf")
-        cfg = omegaconf.OmegaConf.to_container(cfg, resolve=True)
+    try:
+        cfg = omegaconf_plain.plain_config(cfg)
+    except omegaconf_plain.NotPlainData as exc:
+        raise CheckpointError(f"{path}: model_cfg is not plain configuration data ({exc})") from None
     if isinstance(cfg, Mapping):
         return {str(k): v for k, v in cfg.items()}
     raise CheckpointError(f"{path}: model_cfg is a {type(cfg).__name__}, expected a mapping")

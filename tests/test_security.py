@@ -1,0 +1,130 @@
+"""Hostile inputs (issue 12, security): checkpoints, symlinks, markup in names, hostile sizes, paths leaving the
+dataset, work and output folders inside the input. Each class holds at least one case today's code got wrong."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bids_brainbert.cli.run import main
+from conftest import tree_digest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_model import PublishedLayout, published_checkpoint  # noqa: E402
+
+
+def run_cli(argv: list, capsys) -> tuple[int, str]:
+    """Exit code and the one error line of a refused run (asserting there is exactly one and no traceback)."""
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "unexpected error" not in err, err
+    return code, err
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("bids-brainbert: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture
+def dataset(tiny_dataset, tmp_path) -> Path:
+    """A private copy of the tiny dataset (three 8 s recordings)."""
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, root)
+    return root
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*")} if folder.exists() else set()
+
+
+# ------------------------------------------------------------------------------- 1. hostile published checkpoint
+def _placeholder(*args):
+    return None
+
+
+class _CallsPlaceholder:
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        return _placeholder, self.args
+
+
+def hostile_pth(path: Path, function: str, *args) -> Path:
+    """A torch zip checkpoint whose model_cfg unpickles as a call ``function(*args)`` named by a plain GLOBAL
+    opcode (``module\nqualified.name``), the way a hand-made attack file names it."""
+    import zipfile
+
+    torch.save({"model_cfg": _CallsPlaceholder(*args)}, path)
+    module, name = function.rsplit(":", 1)
+    ours = f"c{__name__}\n_placeholder\n".encode()
+    theirs = f"c{module}\n{name}\n".encode()
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for filename, data in entries:
+            if filename.endswith("/data.pkl"):
+                assert ours in data
+                data = data.replace(ours, theirs)
+            archive.writestr(filename, data)
+    return path
+
+
+class TestHostileCheckpoint:
+    def test_omegaconf_callable_in_a_pth_is_never_called(self, dataset, tmp_path, capsys):
+        import omegaconf  # noqa: F401 - the attack needs omegaconf importable (it is in the test extra)
+
+        target = tmp_path / "site" / "sitecustomize.py"
+        target.parent.mkdir()
+        hostile = hostile_pth(tmp_path / "stft_large_pretrained.pth", "omegaconf.omegaconf:OmegaConf.save",
+                              {"import os": "os.system('echo pwned')"}, str(target))
+        assert hostile.stat().st_size < 2000
+        before = files_under(tmp_path) - files_under(tmp_path / "ds")
+        code, err = run_cli([dataset, tmp_path / "out", "participant", "--skip-bids-validation",
+                             "--spectrogram", "stft", "--model", hostile], capsys)
+        assert not target.exists(), "the checkpoint wrote a file while being unpickled"
+        assert code == 65, err
+        line = one_error_line(err)
+        assert str(hostile) in line and "refusing" in line and "OmegaConf.save" in line
+        assert files_under(tmp_path) - files_under(tmp_path / "ds") == before, "the run left a file"
+
+    def test_published_layout_with_a_real_omegaconf_config_loads_without_omegaconf(self, tmp_path, monkeypatch):
+        from omegaconf import OmegaConf
+
+        from bids_brainbert.model.checkpoints import load_checkpoint
+
+        cfg = OmegaConf.create({"name": "masked_tf_model", "hidden_dim": 32, "layer_dim_feedforward": 48,
+                                "layer_activation": "gelu", "nhead": 4, "encoder_num_layers": 2, "input_dim": 8,
+                                "extra": {"dropouts": [0.1, 0.2], "flag": True, "none": None}})
+        path = tmp_path / "stft_large_pretrained.pth"
+        reference = published_checkpoint(path, model_cfg=cfg)   # keys model, model_cfg, optim, scheduler
+        for name in [n for n in sys.modules if n == "omegaconf" or n.startswith("omegaconf.")]:
+            monkeypatch.setitem(sys.modules, name, None)        # the loader must not need (or import) it
+        model, config, meta = load_checkpoint(path)
+        assert (config.d_model, config.n_heads, config.n_layers) == (32, 4, 2)
+        assert meta["model_cfg"]["extra"] == {"dropouts": [0.1, 0.2], "flag": True, "none": None}
+        x = torch.randn(1, 10, 8)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), reference(x)[1], atol=1e-5, rtol=1e-5)
+        assert "omegaconf" not in str(torch.serialization.get_safe_globals())
+
+    def test_omegaconf_enum_or_path_nodes_are_refused(self, tmp_path):
+        from omegaconf import OmegaConf
+
+        from bids_brainbert.errors import CheckpointError
+        from bids_brainbert.model.checkpoints import load_checkpoint
+
+        cfg = OmegaConf.create({"nhead": 4, "where": Path("/etc")})   # a PathNode references pathlib
+        path = tmp_path / "path_node.pth"
+        published_checkpoint(path, model_cfg=cfg)
+        with pytest.raises(CheckpointError, match="refusing") as info:
+            load_checkpoint(path)
+        assert str(path) in str(info.value)
