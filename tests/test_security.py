@@ -128,3 +128,61 @@ class TestHostileCheckpoint:
         with pytest.raises(CheckpointError, match="refusing") as info:
             load_checkpoint(path)
         assert str(path) in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------ 3. markup in reports
+HOSTILE = {
+    "session": "<img src=x onerror=alert(1)>",
+    "channel": "<script>alert(2)</script>",
+    "status": "<iframe src=javascript:alert(3)>",
+    "trial_type": "<svg onload=alert(4)>",
+}
+
+
+def plant_hostile_names(root: Path) -> None:
+    """A channel, a bad-channel description and a trial type of sub-02 with markup, and a copy of its ieeg folder
+    under a session folder named with markup (folder names and table cells are free text no BIDS label check
+    covers; file names keep their entities, so the copy reads as the same recording)."""
+    ieeg = root / "sub-02" / "ieeg"
+    for name in ("sub-02_task-rest_ieeg.vhdr", "sub-02_task-rest_channels.tsv", "sub-02_electrodes.tsv"):
+        path = ieeg / name
+        path.write_text(path.read_text(encoding="utf-8").replace("LA3", HOSTILE["channel"]), encoding="utf-8")
+    channels = ieeg / "sub-02_task-rest_channels.tsv"
+    lines = channels.read_text(encoding="utf-8").splitlines()
+    lines = [line.replace("\tgood\tn/a", f"\tbad\t{HOSTILE['status']}") if line.startswith("ECG") else line
+             for line in lines]
+    channels.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    events = ieeg / "sub-02_task-rest_events.tsv"
+    events.write_text(events.read_text(encoding="utf-8").replace("\ta\t", f"\t{HOSTILE['trial_type']}\t"),
+                      encoding="utf-8")
+    shutil.copytree(ieeg, root / "sub-02" / f"ses-{HOSTILE['session']}" / "ieeg")
+
+
+class TestReportsEscapeDatasetText:
+    def test_hostile_names_land_escaped_in_the_subject_report(self, dataset, tmp_path, capsys):
+        import html
+
+        plant_hostile_names(dataset)
+        out = tmp_path / "out"
+        code, err = run_cli([dataset, out, "participant", "--skip-bids-validation", "--participant-label", "02",
+                             "--spectrogram", "stft", "--reference", "car"], capsys)
+        assert code == 0, err
+        report = (out / "sub-02.html").read_text(encoding="utf-8")
+        for text in HOSTILE.values():
+            assert text not in report
+        # the names are there, as text
+        for key in ("session", "channel", "status"):
+            assert html.escape(HOSTILE[key]) in report, key
+
+    def test_every_builder_escapes_what_it_is_given(self):
+        import pandas as pd
+
+        from bids_brainbert.reports.html import Section, heading, image, paragraph, preformatted, render, table
+
+        hostile = '"><script>alert(5)</script>'
+        page = render(hostile, [Section(hostile, heading(hostile) + paragraph(hostile, "note")
+                                        + preformatted(hostile) + image(b"png", hostile)
+                                        + table(pd.DataFrame({hostile: [hostile]})))], subtitle=hostile)
+        assert "<script>" not in page
+        # title, h1, subtitle, nav, h2, h3, p, pre, img alt, table header and cell
+        assert page.count("&gt;&lt;script&gt;alert(5)") == 11
