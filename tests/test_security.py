@@ -186,3 +186,62 @@ class TestReportsEscapeDatasetText:
         assert "<script>" not in page
         # title, h1, subtitle, nav, h2, h3, p, pre, img alt, table header and cell
         assert page.count("&gt;&lt;script&gt;alert(5)") == 11
+
+
+# ----------------------------------------------------------------------- 2. and 4. symbolic links in the output
+DERIVATIVE_NAMES = ("sub-01_task-rest_run-01_desc-stft_spectrogram.npy",
+                    "sub-01_task-rest_run-01_desc-stft_spectrogram.json",
+                    "sub-01_task-rest_run-01_desc-stft_channels.tsv",
+                    "sub-01_task-rest_run-01_desc-stft_channels.json")
+
+
+class TestSymlinksInTheOutput:
+    def test_clean_up_never_deletes_through_a_linked_folder(self, dataset, tmp_path, capsys):
+        victim = tmp_path / "victim"
+        victim.mkdir()
+        for name in DERIVATIVE_NAMES:
+            (victim / name).write_text("precious\n")
+        out = tmp_path / "out"
+        (out / "sub-01").mkdir(parents=True)
+        (out / "sub-01" / "ieeg").symlink_to(victim, target_is_directory=True)
+        code, err = run_cli([dataset, out, "participant", "--skip-bids-validation", "--participant-label", "01",
+                             "--spectrogram", "stft"], capsys)
+        assert code == 1, err
+        assert "refusing to write outside the output directory" in err
+        assert sorted(p.name for p in victim.iterdir()) == sorted(DERIVATIVE_NAMES)
+        assert all((victim / name).read_text() == "precious\n" for name in DERIVATIVE_NAMES)
+
+    @pytest.mark.parametrize("name", [".bidsignore", "dataset_description.json"])
+    def test_a_linked_dataset_file_is_refused_and_its_target_never_read(self, name, dataset, tmp_path, capsys):
+        secret = tmp_path / "secret.txt"
+        secret.write_text("api-token-1234\n")
+        out = tmp_path / "out"
+        out.mkdir()
+        (out / name).symlink_to(secret)
+        code, err = run_cli([dataset, out, "participant", "--skip-bids-validation", "--spectrogram", "stft"],
+                            capsys)
+        assert code == 64, err
+        line = one_error_line(err)
+        assert str(out / name) in line and "symbolic link" in line
+        assert (out / name).is_symlink() and secret.read_text() == "api-token-1234\n"
+        assert not any("api-token" in p.read_text(errors="replace") for p in out.rglob("*") if p.is_file()
+                       and not p.is_symlink())
+        assert sorted(p.name for p in out.iterdir()) == [name], "a refused run wrote into the output"
+
+    def test_a_derivative_file_linked_outside_is_refused(self, dataset, tmp_path, capsys):
+        out = tmp_path / "out"
+        argv = [dataset, out, "participant", "--skip-bids-validation", "--participant-label", "01", "--spectrogram",
+                "stft"]
+        assert run_cli(argv, capsys)[0] == 0
+        folder = out / "sub-01" / "ieeg"
+        elsewhere = tmp_path / "elsewhere.json"
+        sidecar = folder / DERIVATIVE_NAMES[1]
+        shutil.copy(sidecar, elsewhere)
+        sidecar.unlink()
+        sidecar.symlink_to(elsewhere)   # a complete-looking derivative whose sidecar lives outside the output
+        before = elsewhere.read_bytes()
+        code, err = run_cli(argv + ["--overwrite"], capsys)
+        assert code == 1, err
+        failures = err.split("recording(s) failed:\n", 1)[1].strip().splitlines()
+        assert len(failures) == 1 and str(sidecar) in failures[0] and "refusing to write outside" in failures[0]
+        assert elsewhere.read_bytes() == before   # the link may go (it is inside), never its target
