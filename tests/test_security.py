@@ -245,3 +245,31 @@ class TestSymlinksInTheOutput:
         failures = err.split("recording(s) failed:\n", 1)[1].strip().splitlines()
         assert len(failures) == 1 and str(sidecar) in failures[0] and "refusing to write outside" in failures[0]
         assert elsewhere.read_bytes() == before   # the link may go (it is inside), never its target
+
+
+# ----------------------------------------------------------------- 7. work and output folders inside the input
+class TestNothingWrittenInsideTheInput:
+    def test_work_dir_inside_the_dataset_is_refused(self, dataset, tmp_path, capsys):
+        before = tree_digest(dataset)
+        work = dataset / "sub-01" / "scratch"
+        code, err = run_cli([dataset, tmp_path / "out", "participant", "--skip-bids-validation", "-w", work],
+                            capsys)
+        assert code == 64, err
+        line = one_error_line(err)
+        assert str(work) in line and "work directory" in line
+        assert not work.exists() and tree_digest(dataset) == before
+        assert not (tmp_path / "out").exists()
+
+    def test_output_through_a_bind_mount_of_the_input_is_refused(self, dataset, tmp_path):
+        mount = tmp_path / "mnt"
+        mount.mkdir()
+        before = sorted(p.relative_to(dataset) for p in dataset.rglob("*"))
+        script = (f"mount --bind {dataset} {mount} && exec {sys.executable} -m bids_brainbert {dataset} "
+                  f"{mount / 'bb-out'} participant --skip-bids-validation")
+        # a private user and mount namespace: the bind mount needs no privileges and vanishes with the process
+        result = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
+                                capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+        assert result.returncode == 64, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "must not be inside the BIDS directory" in lines[0], result.stderr
+        assert sorted(p.relative_to(dataset) for p in dataset.rglob("*")) == before   # bb-out never made
