@@ -273,3 +273,129 @@ class TestNothingWrittenInsideTheInput:
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "must not be inside the BIDS directory" in lines[0], result.stderr
         assert sorted(p.relative_to(dataset) for p in dataset.rglob("*")) == before   # bb-out never made
+
+
+# ------------------------------------------------------------------------------------------- 5. hostile sizes
+def tiny_model_dir(folder: Path) -> Path:
+    from bids_brainbert.model.checkpoints import save_checkpoint
+    from bids_brainbert.model.encoder import BrainBertPretrainModel, ModelConfig
+
+    model = BrainBertPretrainModel(ModelConfig(n_freqs=40, d_model=8, n_layers=1, n_heads=2, d_ff=16))
+    return save_checkpoint(folder, model)
+
+
+def edit_config(folder: Path, change) -> Path:
+    import json
+
+    path = folder / "config.json"
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+    return path
+
+
+def sparse_safetensors(path: Path, name: str, n_floats: int) -> Path:
+    """A safetensors file declaring one float32 tensor of ``n_floats`` values, the data a hole (sparse file)."""
+    import json
+    import struct
+
+    header = json.dumps({name: {"dtype": "F32", "shape": [n_floats], "data_offsets": [0, 4 * n_floats]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(header)) + header)
+        handle.truncate(8 + len(header) + 4 * n_floats)
+    return path
+
+
+HOSTILE_CONFIGS = {
+    "d_model-huge": (lambda m: m["model"].update(d_model=10**6, n_heads=2), "exceed the bound"),
+    "max_frames-huge": (lambda m: m["model"].update(max_frames=10**9), "max_frames"),
+    "format_version-string": (lambda m: m.update(format_version="1"), "format_version"),
+    "format_version-float": (lambda m: m.update(format_version=1.5), "format_version"),
+    "model-a-list": (lambda m: m.update(model=[1, 2]), "'model' must be an object"),
+    "dropout-string": (lambda m: m["model"].update(dropout="lots"), "dropout"),
+    "activation-a-list": (lambda m: m["model"].update(activation=["gelu"]), "activation"),
+    "layer_norm_eps-negative": (lambda m: m["model"].update(layer_norm_eps=-1.0), "layer_norm_eps"),
+    "format-foreign": (lambda m: (m.clear(), m.update({"not": "ours"})), "not a bids-brainbert-model config"),
+}
+
+
+class TestHostileSizesAndFields:
+    @pytest.mark.parametrize("case", sorted(HOSTILE_CONFIGS))
+    def test_config_json_fields_are_validated_before_allocating(self, case, dataset, tmp_path, capsys):
+        change, keyword = HOSTILE_CONFIGS[case]
+        config_path = edit_config(tiny_model_dir(tmp_path / "model"), change)
+        code, err = run_cli([dataset, tmp_path / "out", "participant", "--skip-bids-validation",
+                             "--model", tmp_path / "model"], capsys)
+        assert code == 65, err
+        line = one_error_line(err)
+        assert str(config_path) in line and keyword in line, line
+        assert not (tmp_path / "out").exists()
+
+    def test_a_huge_sparse_weights_file_is_refused_naming_it(self, dataset, tmp_path, capsys):
+        folder = tiny_model_dir(tmp_path / "model")
+        edit_config(folder, lambda m: m.pop("weights_sha256"))
+        weights = sparse_safetensors(folder / "model.safetensors", "encoder.input_proj.weight", 2 * 1024**3)
+        assert weights.stat().st_size > 8 * 1024**3
+        code, err = run_cli([dataset, tmp_path / "out", "participant", "--skip-bids-validation",
+                             "--model", folder], capsys)
+        assert code == 65, err
+        line = one_error_line(err)
+        assert str(weights) in line and "bytes" in line, line
+
+    def test_weights_of_hostile_shapes_are_refused_before_they_are_read(self, tmp_path):
+        from bids_brainbert.errors import CheckpointError
+        from bids_brainbert.model.checkpoints import load_checkpoint
+
+        folder = tiny_model_dir(tmp_path / "model")
+        (folder / "config.json").unlink()   # the header's config is used
+        import json
+
+        from safetensors.torch import save_file
+        save_file({"encoder.input_proj.weight": torch.zeros(3, 3)}, str(folder / "model.safetensors"),
+                  metadata={"model_config": json.dumps({"n_freqs": 40, "d_model": 8, "n_layers": 1, "n_heads": 2,
+                                                        "d_ff": 16})})
+        with pytest.raises(CheckpointError, match="weights do not match") as info:
+            load_checkpoint(folder)
+        assert str(folder / "model.safetensors") in str(info.value)
+        save_file({}, str(folder / "model.safetensors"), metadata={"model_config": "{not json"})
+        with pytest.raises(CheckpointError, match="not valid JSON"):
+            load_checkpoint(folder)
+
+    @pytest.mark.parametrize("model_cfg,keyword", [({"nhead": "four"}, "nhead"), ({"nhead": [4]}, "nhead"),
+                                                   ({"nhead": 4, "hidden_dim": {"a": 1}}, "hidden_dim"),
+                                                   ({"nhead": 4, "layer_activation": 7}, "activation")])
+    def test_published_model_cfg_garbage_is_one_line(self, model_cfg, keyword, tmp_path):
+        from bids_brainbert.errors import CheckpointError
+        from bids_brainbert.model.checkpoints import load_checkpoint
+
+        path = tmp_path / "garbage.pth"
+        torch.save({"model": PublishedLayout().state_dict(), "model_cfg": model_cfg}, path)
+        with pytest.raises(CheckpointError, match=keyword) as info:
+            load_checkpoint(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+    def test_a_checkpoint_planted_in_the_output_is_refused_every_run(self, dataset, tmp_path, capsys):
+        import json
+
+        out = tmp_path / "out"
+        checkpoints = out / "models" / "desc-brainbert" / "checkpoints"
+        planted = checkpoints / "step-00000001"
+        tiny_model_dir(planted)
+        for name in ("training_state.json", "training_state.safetensors"):
+            (planted / name).write_text("{}")
+        config_path = edit_config(planted, lambda m: m["model"].update(d_model=2**20, n_heads=2))
+        for _ in range(2):
+            code, err = run_cli([dataset, out, "participant", "--skip-bids-validation"], capsys)
+            assert code == 65, err
+            line = one_error_line(err)
+            assert str(config_path) in line and "exceed the bound" in line
+        # a pointer leading out of the checkpoints folder is not followed
+        outside = tiny_model_dir(tmp_path / "outside")
+        for name in ("training_state.json", "training_state.safetensors"):
+            (outside / name).write_text("{}")
+        shutil.rmtree(planted)
+        (checkpoints / "latest.json").write_text(json.dumps({"checkpoint": "../../../../outside", "step": 1}))
+        from bids_brainbert.training import latest_checkpoint
+
+        assert latest_checkpoint(out / "models" / "desc-brainbert") is None
