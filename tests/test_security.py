@@ -399,3 +399,55 @@ class TestHostileSizesAndFields:
         from bids_brainbert.training import latest_checkpoint
 
         assert latest_checkpoint(out / "models" / "desc-brainbert") is None
+
+
+# ------------------------------------------------------------------------------- 6. paths leaving the dataset
+class TestPathsLeavingTheDataset:
+    def test_links_out_of_the_dataset_are_followed_with_a_warning_naming_them(self, dataset, tmp_path, capsys):
+        storage = tmp_path / "storage"
+        storage.mkdir()
+        links = {}
+        # a data file, a sidecar and a whole subject folder kept elsewhere and linked in
+        for relative in ("sub-01/ieeg/sub-01_task-rest_run-01_ieeg.edf", "sub-01/ieeg/sub-01_task-rest_run-02_events.tsv",
+                         "sub-02"):
+            link = dataset / relative
+            target = storage / link.name
+            shutil.move(link, target)
+            link.symlink_to(target, target_is_directory=target.is_dir())
+            links[link] = target
+        out = tmp_path / "out"
+        code, err = run_cli([dataset, out, "participant", "--skip-bids-validation", "--spectrogram", "stft"],
+                            capsys)
+        assert code == 0, err
+        warnings = [line for line in err.splitlines() if "WARNING" in line and "symbolic link" in line]
+        for link, target in links.items():
+            named = [line for line in warnings if f"{link}: symbolic link to {target}" in line]
+            assert len(named) == 1, (link, warnings)
+            assert "outside the dataset" in named[0]
+        assert len(list(out.rglob("*_spectrogram.npy"))) == 3
+        assert sorted(p.name for p in storage.iterdir()) == sorted(t.name for t in links.values())
+
+    @pytest.mark.parametrize("reference", ["/etc/hostname", "../../../secret.eeg", "..\\\\secret.eeg"])
+    def test_a_brainvision_header_pointing_elsewhere_fails_its_recording(self, reference, dataset, tmp_path, capsys):
+        vhdr = dataset / "sub-02" / "ieeg" / "sub-02_task-rest_ieeg.vhdr"
+        vhdr.write_text(vhdr.read_text(encoding="utf-8").replace("DataFile=sub-02_task-rest_ieeg.eeg",
+                                                                 f"DataFile={reference}"), encoding="utf-8")
+        out = tmp_path / "out"
+        code, err = run_cli([dataset, out, "participant", "--skip-bids-validation", "--spectrogram", "stft"],
+                            capsys)
+        assert code == 1, err
+        failures = err.split("recording(s) failed:\n", 1)[1].strip().splitlines()
+        assert len(failures) == 1 and str(vhdr) in failures[0] and "DataFile= must name a file beside" in failures[0]
+        assert not list(out.rglob("sub-02_*_spectrogram.*"))
+        assert len(list(out.rglob("sub-01_*_spectrogram.npy"))) == 2
+
+    def test_a_bad_line_of_a_label_file_is_named_not_echoed(self, dataset, tmp_path, capsys):
+        labels = tmp_path / "labels.txt"
+        labels.write_text("sub-01\nsub-02\npassword=hunter2\n")
+        code, err = run_cli([dataset, tmp_path / "out", "participant", "--skip-bids-validation",
+                             "--participant-label", labels], capsys)
+        assert code == 64, err
+        line = one_error_line(err)
+        assert str(labels) in line and "line 3" in line
+        assert "hunter2" not in err
+        assert not (tmp_path / "out").exists()
