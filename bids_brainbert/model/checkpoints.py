@@ -498,6 +498,9 @@ def published_state_dict_to_ours(state_dict: Mapping[str, torch.Tensor], config:
     for key, tensor in state_dict.items():
         key = key[len("module."):] if key.startswith("module.") else key
         if key == _PUBLISHED_POSITIONS:
+            if tensor.dim() < 2 or not tensor.is_floating_point():
+                raise CheckpointError(f"{source}: its positional table has shape {tuple(tensor.shape)}, dtype "
+                                      f"{tensor.dtype}: not a table of positions")
             table = tensor.reshape(-1, tensor.shape[-1])
             n = min(table.shape[0], config.max_frames)
             if table.shape[-1] != config.d_model or not torch.allclose(
