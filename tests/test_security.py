@@ -448,3 +448,22 @@ class TestPathsLeavingTheDataset:
         assert str(labels) in line and "line 3" in line
         assert "hunter2" not in err
         assert not (tmp_path / "out").exists()
+
+
+class TestHostileTrainingState:
+    @pytest.mark.parametrize("doc", [[1, 2], {"optimizer": {"class": "AdamW", "param_groups": "x"}, "state": {}},
+                                     {"optimizer": {"class": "AdamW", "param_groups": [{}], "scalars": {"a": {}}}}])
+    def test_a_malformed_training_state_is_one_line_naming_it(self, doc, tmp_path):
+        import json
+
+        from bids_brainbert.errors import CheckpointError
+        from bids_brainbert.model.checkpoints import load_training_state, save_checkpoint
+        from bids_brainbert.model.encoder import BrainBertPretrainModel, ModelConfig
+
+        model = BrainBertPretrainModel(ModelConfig(n_freqs=8, d_model=8, n_layers=1, n_heads=2, d_ff=16))
+        optimizer = torch.optim.AdamW(model.parameters())
+        folder = save_checkpoint(tmp_path / "ckpt", model, optimizer=optimizer, training_state={"step": 1})
+        (folder / "training_state.json").write_text(json.dumps(doc))
+        with pytest.raises(CheckpointError) as info:
+            load_training_state(folder, torch.optim.AdamW(model.parameters()))
+        assert str(folder / "training_state.json") in str(info.value) and "\n" not in str(info.value)

@@ -221,32 +221,47 @@ def load_training_state(directory: str | os.PathLike, optimizer: torch.optim.Opt
     except FileNotFoundError as exc:
         raise CheckpointError(f"{directory}: not a resumable checkpoint ({Path(exc.filename).name} missing)") \
             from None
-    except (json.JSONDecodeError, SafetensorError, OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{directory}: unreadable training state: {exc}") from None
+    except (json.JSONDecodeError, SafetensorError, OSError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{directory}: unreadable training state: {str(exc).splitlines()[0][:200]}") \
+            from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("optimizer", {}), dict) \
+            or not isinstance(doc.get("state") or {}, dict):
+        raise CheckpointError(f"{json_path}: not a training state (expected an object with optimizer and state)")
     extra = {k[len("extra."):]: v for k, v in flat.items() if k.startswith("extra.")}
     if optimizer is not None:
-        opt_doc = doc.get("optimizer") or {}
-        if opt_doc.get("class") != type(optimizer).__name__:
-            raise CheckpointError(f"{json_path}: optimizer {opt_doc.get('class')!r} was saved, "
-                                  f"{type(optimizer).__name__!r} is configured")
-        per_param: dict[int, dict[str, Any]] = {}
-        for key, value in flat.items():
-            if key.startswith("optimizer."):
-                _, param_id, name = key.split(".", 2)
-                per_param.setdefault(int(param_id), {})[name] = value
-        for param_id, values in (opt_doc.get("scalars") or {}).items():
-            per_param.setdefault(int(param_id), {}).update(values)
-        groups = []
-        for group in opt_doc["param_groups"]:
-            group = dict(group)
-            if isinstance(group.get("betas"), list):
-                group["betas"] = tuple(group["betas"])
-            groups.append(group)
         try:
-            optimizer.load_state_dict({"state": per_param, "param_groups": groups})
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{directory}: optimizer state does not fit this model: {exc}") from None
+            _load_optimizer_state(optimizer, doc, flat, json_path, directory)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{json_path}: malformed optimizer state ({type(exc).__name__}: "
+                                  f"{str(exc)[:120]})") from None
     return dict(doc.get("state") or {}), extra
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, doc: Mapping[str, Any],
+                          flat: Mapping[str, torch.Tensor], json_path: Path, directory: Path) -> None:
+    """Put the optimizer part of a training state into ``optimizer`` (the caller turns malformed JSON into a
+    one-line error)."""
+    opt_doc = doc.get("optimizer") or {}
+    if opt_doc.get("class") != type(optimizer).__name__:
+        raise CheckpointError(f"{json_path}: optimizer {opt_doc.get('class')!r} was saved, "
+                              f"{type(optimizer).__name__!r} is configured")
+    per_param: dict[int, dict[str, Any]] = {}
+    for key, value in flat.items():
+        if key.startswith("optimizer."):
+            _, param_id, name = key.split(".", 2)
+            per_param.setdefault(int(param_id), {})[name] = value
+    for param_id, values in (opt_doc.get("scalars") or {}).items():
+        per_param.setdefault(int(param_id), {}).update(values)
+    groups = []
+    for group in opt_doc["param_groups"]:
+        group = dict(group)
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    try:
+        optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{directory}: optimizer state does not fit this model: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------ our format: load
