@@ -542,7 +542,8 @@ def test_published_checkpoint_refuses_arbitrary_objects(tmp_path):
 
 @pytest.fixture
 def fake_omegaconf(monkeypatch):
-    """A minimal stand-in for the omegaconf package (not installed here) with a picklable DictConfig."""
+    """A minimal stand-in for the omegaconf package whose DictConfig pickles its content as a plain dict (the
+    real package, in the test extra, is exercised in test_security.py)."""
     package = types.ModuleType("omegaconf")
     submodule = types.ModuleType("omegaconf.dictconfig")
 
