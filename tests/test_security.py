@@ -225,6 +225,17 @@ class TestSymlinksInTheOutput:
                        and not p.is_symlink())
         assert sorted(p.name for p in out.iterdir()) == [name], "a refused run wrote into the output"
 
+    def test_a_fifo_as_bidsignore_is_refused_not_read(self, dataset, tmp_path, capsys):
+        import os
+
+        out = tmp_path / "out"
+        out.mkdir()
+        os.mkfifo(out / ".bidsignore")   # reading it would block for ever
+        code, err = run_cli([dataset, out, "participant", "--skip-bids-validation", "--spectrogram", "stft"],
+                            capsys)
+        assert code == 64, err
+        assert str(out / ".bidsignore") in one_error_line(err) and "not a regular file" in err
+
     def test_a_derivative_file_linked_outside_is_refused(self, dataset, tmp_path, capsys):
         out = tmp_path / "out"
         argv = [dataset, out, "participant", "--skip-bids-validation", "--participant-label", "01", "--spectrogram",

@@ -84,6 +84,8 @@ def refuse_symlink(path: Path) -> Path:
         raise UsageError(f"{path}: is a symbolic link (to {os.readlink(path)}); bids-brainbert never reads or "
                          "writes through a link inside the output directory: replace it by a regular file or "
                          "remove it")
+    if path.exists() and not path.is_file():   # a folder, a FIFO (reading it would block), a device
+        raise UsageError(f"{path}: not a regular file; remove it")
     return path
 
 
