@@ -66,6 +66,29 @@ def ensure_inside(root: Path, path: Path) -> Path:
     return path
 
 
+def is_inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` (itself not followed: removing a link removes the link) lies in the output directory
+    ``root`` once the folders leading to it are resolved. Clean-up checks this before it deletes anything, as
+    writing does through :func:`ensure_inside`: a folder inside the output that is a symbolic link to somewhere
+    else must not make us delete files there."""
+    resolved_root = root.resolve()
+    parent = path.parent.resolve()
+    return parent == resolved_root or resolved_root in parent.parents
+
+
+def refuse_symlink(path: Path) -> Path:
+    """A file we read and update in place (dataset_description.json, .bidsignore) must not be a symbolic link:
+    reading through it would copy its target's content into the output. Refused, not replaced, since the link
+    is someone's deliberate set-up."""
+    if path.is_symlink():
+        raise UsageError(f"{path}: is a symbolic link (to {os.readlink(path)}); bids-brainbert never reads or "
+                         "writes through a link inside the output directory: replace it by a regular file or "
+                         "remove it")
+    if path.exists() and not path.is_file():   # a folder, a FIFO (reading it would block), a device
+        raise UsageError(f"{path}: not a regular file; remove it")
+    return path
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on error removed."""
@@ -159,10 +182,10 @@ def write_dataset_files(output_dir: Path, bids_dir: Path, source_description: di
     """Root dataset_description.json and .bidsignore; written only when missing or different, atomically,
     so that concurrent array tasks writing into one output folder cannot clobber each other."""
     description = dataset_description(bids_dir, source_description)
-    desc_path = output_dir / "dataset_description.json"
+    desc_path = refuse_symlink(output_dir / "dataset_description.json")
+    ignore_path = refuse_symlink(output_dir / ".bidsignore")
     if not desc_path.exists() or _read_json_or_none(desc_path) != json.loads(json.dumps(description)):
         atomic_write_json(desc_path, description)
-    ignore_path = output_dir / ".bidsignore"
     existing = ignore_path.read_text().splitlines() if ignore_path.exists() else []
     missing = [p for p in BIDSIGNORE_PATTERNS if p not in existing]
     if missing:
@@ -204,8 +227,9 @@ def remove_stale_temporaries(folder: Path, stem: str) -> list[Path]:
 
 
 def is_complete(paths: dict[str, Path]) -> bool:
-    """A derivative is complete when all its files exist and the data matches the hash in its sidecar."""
-    if not all(p.exists() for p in paths.values()):
+    """A derivative is complete when all its files exist and the data matches the hash in its sidecar; a file that
+    is a symbolic link is never trusted (the derivative is recomputed and the link replaced by a regular file)."""
+    if not all(p.exists() and not p.is_symlink() for p in paths.values()):
         return False
     sidecar = _read_json_or_none(paths["sidecar"])
     if not isinstance(sidecar, dict) or "DataSha256" not in sidecar:

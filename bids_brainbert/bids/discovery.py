@@ -102,19 +102,46 @@ def normalise_label(label: str, prefix: str) -> str:
     return label[len(prefix) + 1:] if label.startswith(prefix + "-") else label
 
 
+LABEL_FILE_MAX_BYTES = 1 << 20   # a million bytes of labels: far more subjects than any dataset has
+_LABEL = re.compile(r"^[A-Za-z0-9]+$")
+
+
 def expand_labels(values: Iterable[str], prefix: str) -> list[str]:
     """Labels from the command line; an existing file path stands for the labels it lists (one per line/space)."""
     out: list[str] = []
     for value in values:
         candidate = Path(value)
         if os.sep in value or value.endswith((".txt", ".tsv", ".csv")):
-            if not candidate.is_file():
-                raise UsageError(f"{value}: label file not found")
-            tokens = candidate.read_text(encoding="utf-8", errors="replace").replace(",", " ").split()
-            out.extend(normalise_label(t, prefix) for t in tokens if t.lower() != "participant_id")
+            out.extend(_labels_in_file(candidate, prefix))
         else:
             out.append(normalise_label(value, prefix))
     return out
+
+
+def _labels_in_file(path: Path, prefix: str) -> list[str]:
+    """The labels a label file lists; a bad line is reported by its number, never echoed (the file may be any
+    file the user can read, e.g. a mistyped path to something private)."""
+    if not path.is_file():
+        raise UsageError(f"{path}: label file not found")
+    if path.stat().st_size > LABEL_FILE_MAX_BYTES:
+        raise UsageError(f"{path}: label file larger than {LABEL_FILE_MAX_BYTES} bytes: not a list of labels")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: label file is not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: label file cannot be read ({exc.strerror})") from None
+    labels = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        for token in line.replace(",", " ").split():
+            if token.lower() == "participant_id":
+                continue
+            label = normalise_label(token, prefix)
+            if not _LABEL.match(label):
+                raise UsageError(f"{path}: line {number} is not a list of {prefix} labels (letters and digits "
+                                 "only, optionally prefixed with " + f"'{prefix}-')")
+            labels.append(label)
+    return labels
 
 
 def read_filter_file(path: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from ..bids import derivatives as deriv
 from ..bids.discovery import Selection, check_dataset_root, expand_labels, read_filter_file, select_recordings
@@ -97,12 +97,36 @@ def _checked_labels(values: list[str], prefix: str, option: str) -> list[str]:
     return labels
 
 
+def location_in_input(bids_dir: Path, path: Path) -> PurePath | None:
+    """Where ``path`` lies inside the input dataset, relative to its root (``.`` for the root itself), or None
+    when it lies outside. Symbolic links are followed, and the dataset reached another way is recognised too: a
+    bind mount of it (an existing folder on the way to ``path`` with the dataset root's device and inode)."""
+    root, target = bids_dir.resolve(), path.resolve()
+    if target == root or root in target.parents:
+        return target.relative_to(root)
+    try:
+        root_stat = os.stat(root)
+    except OSError:
+        return None
+    for ancestor in (target, *target.parents):
+        try:
+            stat = os.stat(ancestor)
+        except OSError:
+            continue   # not created yet
+        if (stat.st_dev, stat.st_ino) == (root_stat.st_dev, root_stat.st_ino):
+            return target.relative_to(ancestor)
+    return None
+
+
 def resolve(config: RunConfig) -> RunConfig:
     bids_dir = Path(config.bids_dir).expanduser().absolute()
     output_dir = Path(config.output_dir).expanduser().absolute()
-    if output_dir.resolve() == bids_dir.resolve() or bids_dir.resolve() in output_dir.resolve().parents:
+    if location_in_input(bids_dir, output_dir) is not None:
         raise UsageError(f"{output_dir}: the output directory must not be inside the BIDS directory {bids_dir} "
                          "(the input dataset is never written to)")
+    if config.work_dir and location_in_input(bids_dir, Path(config.work_dir).expanduser().absolute()) is not None:
+        raise UsageError(f"{Path(config.work_dir).absolute()}: the work directory (-w) must not be inside the BIDS "
+                         f"directory {bids_dir} (the input dataset is never written to)")
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"{output_dir}: output path exists and is not a directory")
     resolved = replace(

@@ -27,6 +27,7 @@ import mne_bids
 import numpy as np
 import pandas as pd
 
+from ..bids.containment import check_brainvision_references, warn_about_links_leaving
 from ..bids.discovery import UNREADABLE_EXTENSIONS, Recording
 from ..errors import RecordingError
 
@@ -282,6 +283,9 @@ def _file_channel_names(recording: Recording) -> list[str]:
 
 def check_bids_files(recording: Recording) -> tuple[Path, pd.DataFrame] | None:
     """Check the recording's sidecars and data file before mne-bids reads them; returns its events table."""
+    warn_about_links_leaving(_root_of(recording), recording.path, recording.subject)
+    if recording.extension == ".vhdr":
+        check_brainvision_references(recording.path)
     sidecar = find_sidecar(recording, "ieeg.json")
     if sidecar is not None:
         try:

@@ -14,9 +14,9 @@ Every file is written under a temporary name in the target folder and renamed in
 
 The published checkpoint ``stft_large_pretrained.pth`` is a torch pickle of ``{"model": state_dict,
 "model_cfg": OmegaConf DictConfig, "optim": ..., "scheduler": ...}``. It is read with ``weights_only=True``;
-an OmegaConf config is accepted only through an explicit allow-list of omegaconf classes (when omegaconf is
-installed), otherwise the loader stops with a one-line message saying how to convert the file. Nothing is ever
-unpickled without the weights-only restrictions.
+an OmegaConf config is read as plain data through inert stand-ins bound to the exact class names such a pickle
+references (:mod:`.omegaconf_plain`): omegaconf is never imported, and no callable a file names is ever run.
+Nothing is ever unpickled without the weights-only restrictions.
 
 Errors about checkpoint files raise :class:`CheckpointError` (exit code 65, EX_DATAERR from sysexits.h:
 the input file is malformed), a :class:`~bids_brainbert.errors.BidsBrainbertError` naming the file.
@@ -25,12 +25,13 @@ the input file is malformed), a :class:`~bids_brainbert.errors.BidsBrainbertErro
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
+import math
 import os
 import pickle
 import platform
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -40,6 +41,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..errors import EXIT_CHECKPOINT, BidsBrainbertError, CheckpointError
+from . import omegaconf_plain
 from .encoder import BrainBertPretrainModel, ModelConfig, count_parameters, sinusoidal_positions
 
 WEIGHTS_NAME = "model.safetensors"
@@ -219,32 +221,47 @@ def load_training_state(directory: str | os.PathLike, optimizer: torch.optim.Opt
     except FileNotFoundError as exc:
         raise CheckpointError(f"{directory}: not a resumable checkpoint ({Path(exc.filename).name} missing)") \
             from None
-    except (json.JSONDecodeError, SafetensorError, OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{directory}: unreadable training state: {exc}") from None
+    except (json.JSONDecodeError, SafetensorError, OSError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{directory}: unreadable training state: {str(exc).splitlines()[0][:200]}") \
+            from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("optimizer", {}), dict) \
+            or not isinstance(doc.get("state") or {}, dict):
+        raise CheckpointError(f"{json_path}: not a training state (expected an object with optimizer and state)")
     extra = {k[len("extra."):]: v for k, v in flat.items() if k.startswith("extra.")}
     if optimizer is not None:
-        opt_doc = doc.get("optimizer") or {}
-        if opt_doc.get("class") != type(optimizer).__name__:
-            raise CheckpointError(f"{json_path}: optimizer {opt_doc.get('class')!r} was saved, "
-                                  f"{type(optimizer).__name__!r} is configured")
-        per_param: dict[int, dict[str, Any]] = {}
-        for key, value in flat.items():
-            if key.startswith("optimizer."):
-                _, param_id, name = key.split(".", 2)
-                per_param.setdefault(int(param_id), {})[name] = value
-        for param_id, values in (opt_doc.get("scalars") or {}).items():
-            per_param.setdefault(int(param_id), {}).update(values)
-        groups = []
-        for group in opt_doc["param_groups"]:
-            group = dict(group)
-            if isinstance(group.get("betas"), list):
-                group["betas"] = tuple(group["betas"])
-            groups.append(group)
         try:
-            optimizer.load_state_dict({"state": per_param, "param_groups": groups})
-        except (ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{directory}: optimizer state does not fit this model: {exc}") from None
+            _load_optimizer_state(optimizer, doc, flat, json_path, directory)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{json_path}: malformed optimizer state ({type(exc).__name__}: "
+                                  f"{str(exc)[:120]})") from None
     return dict(doc.get("state") or {}), extra
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, doc: Mapping[str, Any],
+                          flat: Mapping[str, torch.Tensor], json_path: Path, directory: Path) -> None:
+    """Put the optimizer part of a training state into ``optimizer`` (the caller turns malformed JSON into a
+    one-line error)."""
+    opt_doc = doc.get("optimizer") or {}
+    if opt_doc.get("class") != type(optimizer).__name__:
+        raise CheckpointError(f"{json_path}: optimizer {opt_doc.get('class')!r} was saved, "
+                              f"{type(optimizer).__name__!r} is configured")
+    per_param: dict[int, dict[str, Any]] = {}
+    for key, value in flat.items():
+        if key.startswith("optimizer."):
+            _, param_id, name = key.split(".", 2)
+            per_param.setdefault(int(param_id), {})[name] = value
+    for param_id, values in (opt_doc.get("scalars") or {}).items():
+        per_param.setdefault(int(param_id), {}).update(values)
+    groups = []
+    for group in opt_doc["param_groups"]:
+        group = dict(group)
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    try:
+        optimizer.load_state_dict({"state": per_param, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{directory}: optimizer state does not fit this model: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------ our format: load
@@ -266,39 +283,105 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         weights_path, config_path = path, path.parent / CONFIG_NAME
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: no such checkpoint file")
-    meta: dict[str, Any] = {}
     if config_path.is_file():
-        try:
-            meta = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{config_path}: not a {FORMAT} config (format={meta.get('format')!r})")
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise CheckpointError(f"{config_path}: format version {meta.get('format_version')} is newer than "
-                                  f"this bids-brainbert ({FORMAT_VERSION}); upgrade bids-brainbert")
-        if verify and meta.get("weights_sha256") and weights_sha256(weights_path) != meta["weights_sha256"]:
-            raise CheckpointError(f"{weights_path}: SHA-256 differs from the one in {config_path.name}: the "
-                                  f"weights file is corrupt or was replaced")
+        meta, meta_source = _read_config_json(config_path), config_path
+    else:
+        meta, meta_source = _header_meta(weights_path), weights_path
+    try:
+        config = ModelConfig.from_dict(meta["model"])   # sizes bounded: nothing is allocated before this
+    except (KeyError, TypeError, BidsBrainbertError) as exc:
+        raise CheckpointError(f"{meta_source}: invalid model config ({exc})") from None
+    model = BrainBertPretrainModel(config)
+    _check_weights_file(weights_path, model)
+    if verify and meta.get("weights_sha256") and weights_sha256(weights_path) != meta["weights_sha256"]:
+        raise CheckpointError(f"{weights_path}: SHA-256 differs from the one in {config_path.name}: the "
+                              f"weights file is corrupt or was replaced")
     try:
         state = load_file(str(weights_path))
-        if not meta:
-            from safetensors import safe_open
-
-            with safe_open(str(weights_path), framework="pt") as handle:
-                header = handle.metadata() or {}
-            if "model_config" not in header:
-                raise CheckpointError(f"{weights_path}: no config.json beside it and no model config in its header")
-            meta = {"format": FORMAT, "model": json.loads(header["model_config"])}
-    except SafetensorError as exc:
+    except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
-    try:
-        config = ModelConfig.from_dict(meta["model"])
-    except (KeyError, TypeError, BidsBrainbertError) as exc:
-        raise CheckpointError(f"{config_path}: invalid model config ({exc})") from None
-    model = BrainBertPretrainModel(config)
     _load_state_strict(model, state, weights_path)
     return model.to(device).eval(), config, meta
+
+
+def _read_config_json(config_path: Path) -> dict[str, Any]:
+    """config.json parsed and its envelope checked (format, format_version, model): one line naming the file."""
+    try:
+        meta = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{config_path}: not valid JSON ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{config_path}: must hold a JSON object, not {type(meta).__name__}")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{config_path}: not a {FORMAT} config (format={str(meta.get('format'))[:40]!r})")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{config_path}: format_version must be a positive integer, got "
+                              f"{str(version)[:40]!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{config_path}: format version {version} is newer than "
+                              f"this bids-brainbert ({FORMAT_VERSION}); upgrade bids-brainbert")
+    if not isinstance(meta.get("model"), dict):
+        raise CheckpointError(f"{config_path}: 'model' must be an object of model config fields")
+    if "weights_sha256" in meta and not isinstance(meta["weights_sha256"], str):
+        raise CheckpointError(f"{config_path}: weights_sha256 must be a hex string")
+    return meta
+
+
+def _header_meta(weights_path: Path) -> dict[str, Any]:
+    """The model config a model.safetensors repeats in its header (used where no config.json lies beside it)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        model = json.loads(header["model_config"])
+    except KeyError:
+        raise CheckpointError(f"{weights_path}: no config.json beside it and no model config in its header") \
+            from None
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+    except (json.JSONDecodeError, RecursionError, TypeError) as exc:
+        raise CheckpointError(f"{weights_path}: the model config in its header is not valid JSON ({exc})") \
+            from None
+    return {"format": FORMAT, "model": model}
+
+
+def _check_weights_file(weights_path: Path, model: BrainBertPretrainModel) -> None:
+    """The safetensors header (names, shapes) must describe exactly ``model``'s tensors, and the file must be no
+    larger than they need, before a byte of tensor data is read: a hostile file of huge (or sparse) tensors is
+    refused naming it, rather than allocated."""
+    from safetensors import safe_open
+
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    bound = 8 + 100_000_000 + 8 * sum(math.prod(shape) for shape in expected.values())   # float64 at most
+    size = weights_path.stat().st_size
+    if size > bound:
+        raise CheckpointError(f"{weights_path}: {size} bytes, more than the {bound} its model config needs at "
+                              f"most: not the weights of this model")
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+    _check_names_and_shapes(shapes, expected, weights_path)
+
+
+def _check_names_and_shapes(shapes: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]],
+                            source: Path) -> None:
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0][:80]})")
+        raise CheckpointError(f"{source}: weights do not match the model config: {'; '.join(parts)}")
+    for key, shape in shapes.items():
+        if shape != expected[key]:
+            raise CheckpointError(f"{source}: tensor {key} has shape {shape}, the model config "
+                                  f"expects {expected[key]}")
 
 
 def check_input_width(config: ModelConfig, n_freqs: int, source: str | os.PathLike) -> None:
@@ -311,77 +394,41 @@ def check_input_width(config: ModelConfig, n_freqs: int, source: str | os.PathLi
 
 def _load_state_strict(model: BrainBertPretrainModel, state: Mapping[str, torch.Tensor], source: Path) -> None:
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
-        raise CheckpointError(f"{source}: weights do not match the model config: {'; '.join(parts)}")
+    _check_names_and_shapes({k: tuple(v.shape) for k, v in state.items()},
+                            {k: tuple(v.shape) for k, v in expected.items()}, source)
     for key, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise CheckpointError(f"{source}: tensor {key} has shape {tuple(tensor.shape)}, the model config "
-                                  f"expects {tuple(expected[key].shape)}")
         if not tensor.is_floating_point():
             raise CheckpointError(f"{source}: tensor {key} has dtype {tensor.dtype}, expected floating point")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
 
 
 # -------------------------------------------------------------------------------------- the published format
-# Allowed in a published checkpoint besides what weights_only accepts by default: the config objects of
-# OmegaConf (the original stores its model config as a DictConfig) and the helpers their pickles reference.
-_EXTRA_SAFE_GLOBALS = frozenset({
-    "typing.Any", "builtins.dict", "builtins.list", "builtins.tuple", "builtins.set", "builtins.int",
-    "builtins.float", "builtins.str", "builtins.bool", "collections.defaultdict", "collections.OrderedDict",
-})
-_CONVERT_HINT = ("install omegaconf (pip install omegaconf) to load it as is, or convert it once, for a file "
-                 "you trust: python -c \"import torch; from omegaconf import OmegaConf; s = torch.load('IN.pth', "
-                 "weights_only=False); torch.save({'model': s['model'], 'model_cfg': "
-                 "OmegaConf.to_container(s['model_cfg'])}, 'OUT.pth')\"")
-
-
-def _resolve_global(full_name: str) -> Any:
-    module_name, _, attr = full_name.rpartition(".")
-    # Class names may be nested (Outer.Inner): import the longest importable module prefix.
-    parts = full_name.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for name in parts[cut:]:
-            obj = getattr(obj, name)
-        return obj
-    raise ImportError(f"cannot import {module_name} for {attr}")
-
-
 def _torch_load_published(path: Path) -> Any:
-    def load(**kwargs: Any) -> Any:
-        return torch.load(str(path), map_location="cpu", weights_only=True, **kwargs)
+    """torch.load with weights_only; an OmegaConf model_cfg comes back as stand-ins (see :mod:`.omegaconf_plain`).
+
+    Zip-format files are memory-mapped, so a storage of hostile size is not read in before the shapes are
+    checked against a bounded model config."""
+    mmap = zipfile.is_zipfile(path)
+
+    def load() -> Any:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
 
     try:
         return load()
     except pickle.UnpicklingError as first_error:
         try:
-            needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
         except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be inspected: report the first error
             raise CheckpointError(f"{path}: cannot be loaded safely ({str(first_error).splitlines()[0]})") \
                 from None
-        foreign = [g for g in needed if not (g.startswith("omegaconf.") or g in _EXTRA_SAFE_GLOBALS)]
+        foreign = sorted(needed - set(omegaconf_plain.STAND_INS))
         if foreign:
             raise CheckpointError(f"{path}: refusing to unpickle objects other than tensors and configuration "
-                                  f"({', '.join(sorted(foreign)[:5])})")
-        if not any(g.startswith("omegaconf.") for g in needed):
+                                  f"({', '.join(foreign[:5])})")
+        if not needed:
             raise CheckpointError(f"{path}: cannot be loaded safely ({str(first_error).splitlines()[0]})") \
                 from None
-        try:
-            importlib.import_module("omegaconf")
-            allowed = [_resolve_global(g) for g in needed]
-        except (ImportError, AttributeError):
-            raise CheckpointError(f"{path}: its model_cfg is an OmegaConf object; {_CONVERT_HINT}") from None
-        with torch.serialization.safe_globals(allowed):
+        with torch.serialization.safe_globals(omegaconf_plain.safe_globals_for(needed)):
             try:
                 return load()
             except pickle.UnpicklingError as exc:
@@ -391,9 +438,10 @@ def _torch_load_published(path: Path) -> Any:
 def _plain_model_cfg(cfg: Any, path: Path) -> dict[str, Any]:
     if cfg is None:
         return {}
-    if type(cfg).__module__.split(".")[0] == "omegaconf":
-        omegaconf = importlib.import_module("omegaconf")
-        cfg = omegaconf.OmegaConf.to_container(cfg, resolve=True)
+    try:
+        cfg = omegaconf_plain.plain_config(cfg)
+    except omegaconf_plain.NotPlainData as exc:
+        raise CheckpointError(f"{path}: model_cfg is not plain configuration data ({exc})") from None
     if isinstance(cfg, Mapping):
         return {str(k): v for k, v in cfg.items()}
     raise CheckpointError(f"{path}: model_cfg is a {type(cfg).__name__}, expected a mapping")
@@ -410,21 +458,34 @@ def published_model_config(model_cfg: Mapping[str, Any], state_dict: Mapping[str
     try:
         d_model, n_freqs = state_dict["input_encoding.in_proj.weight"].shape
         d_ff = state_dict["transformer.layers.0.linear1.weight"].shape[0]
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, IndexError):
         raise CheckpointError(f"{source}: not a BrainBERT state dict (no input_encoding.in_proj.weight or "
                               f"transformer.layers.0.linear1.weight of the expected rank)") from None
-    layer_ids = {int(k.split(".")[2]) for k in state_dict if k.startswith("transformer.layers.")}
+    layer_ids = set()
+    for key in state_dict:
+        if key.startswith("transformer.layers."):
+            index = key.split(".")[2]
+            if not index.isdigit() or len(index) > 6:
+                raise CheckpointError(f"{source}: unexpected tensor {key[:80]} for a BrainBERT model")
+            layer_ids.add(int(index))
     n_layers = max(layer_ids) + 1
     inferred = {"hidden_dim": int(d_model), "input_dim": int(n_freqs), "layer_dim_feedforward": int(d_ff),
                 "encoder_num_layers": int(n_layers)}
+
+    def integer(key: str, default: int) -> int:
+        value = model_cfg.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+            raise CheckpointError(f"{source}: model_cfg {key} must be a positive integer, got {str(value)[:40]!r}")
+        return int(value)
+
     for key, value in inferred.items():
-        if key in model_cfg and int(model_cfg[key]) != value:
+        if key in model_cfg and integer(key, value) != value:
             raise CheckpointError(f"{source}: model_cfg says {key}={model_cfg[key]} but the weights have {value}")
-    activation = str(model_cfg.get("layer_activation", "gelu"))
+    activation = model_cfg.get("layer_activation", "gelu")
     try:
         return ModelConfig(n_freqs=int(n_freqs), d_model=int(d_model), n_layers=int(n_layers),
-                           n_heads=int(model_cfg.get("nhead", 12)), d_ff=int(d_ff), dropout=0.1,
-                           activation=activation)
+                           n_heads=integer("nhead", 12), d_ff=int(d_ff), dropout=0.1,
+                           activation=activation if isinstance(activation, str) else repr(activation)[:40])
     except BidsBrainbertError as exc:
         raise CheckpointError(f"{source}: unusable model_cfg ({exc})") from None
 
@@ -452,6 +513,9 @@ def published_state_dict_to_ours(state_dict: Mapping[str, torch.Tensor], config:
     for key, tensor in state_dict.items():
         key = key[len("module."):] if key.startswith("module.") else key
         if key == _PUBLISHED_POSITIONS:
+            if tensor.dim() < 2 or not tensor.is_floating_point():
+                raise CheckpointError(f"{source}: its positional table has shape {tuple(tensor.shape)}, dtype "
+                                      f"{tensor.dtype}: not a table of positions")
             table = tensor.reshape(-1, tensor.shape[-1])
             n = min(table.shape[0], config.max_frames)
             if table.shape[-1] != config.d_model or not torch.allclose(
@@ -485,7 +549,8 @@ def _load_published(path: Path) -> tuple[BrainBertPretrainModel, dict[str, Any]]
         state_dict, model_cfg = blob, {}
     else:
         raise CheckpointError(f"{path}: expected a dict with a 'model' state dict (the published layout)")
-    if not isinstance(state_dict, Mapping) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+    if not isinstance(state_dict, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                      for k, v in state_dict.items()):
         raise CheckpointError(f"{path}: its 'model' entry is not a state dict of tensors")
     state_dict = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
     config = published_model_config(model_cfg, state_dict, path)

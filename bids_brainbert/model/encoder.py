@@ -27,6 +27,10 @@ from torch import nn
 from ..errors import UsageError
 
 ACTIVATIONS = ("gelu", "relu")
+# Sizes are bounded before anything is allocated: a config comes from checkpoint files, which are hostile until
+# proven otherwise. The published large model has 43 M parameters; these bounds leave an order of magnitude.
+MAX_MODEL_ELEMENTS = 500_000_000      # parameters + positional table, float32: 2 GB
+MAX_FRAMES = 100_000                  # positional table length (the published 5000 frames are two minutes)
 
 
 @dataclass(frozen=True)
@@ -51,15 +55,35 @@ class ModelConfig:
         for name in ("n_freqs", "d_model", "n_layers", "n_heads", "d_ff", "max_frames"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UsageError(f"model config: {name} must be a positive integer, got {value!r}")
+                raise UsageError(f"model config: {name} must be a positive integer, got {_short(value)}")
+        for name in ("dropout", "layer_norm_eps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise UsageError(f"model config: {name} must be a finite number, got {_short(value)}")
+        if self.max_frames > MAX_FRAMES:
+            raise UsageError(f"model config: max_frames={self.max_frames} exceeds the bound of {MAX_FRAMES}")
+        if self.n_elements() > MAX_MODEL_ELEMENTS:
+            raise UsageError(f"model config: {self.n_elements():.3g} parameters and positions exceed the bound of "
+                             f"{MAX_MODEL_ELEMENTS:.3g} (d_model={self.d_model}, d_ff={self.d_ff}, "
+                             f"n_layers={self.n_layers}, n_freqs={self.n_freqs}, max_frames={self.max_frames})")
+        if not self.layer_norm_eps > 0:
+            raise UsageError(f"model config: layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
         if self.d_model % self.n_heads:
             raise UsageError(f"model config: d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.d_model % 2:
             raise UsageError(f"model config: d_model={self.d_model} must be even (sinusoidal positions)")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise UsageError(f"model config: dropout must lie in [0, 1), got {self.dropout!r}")
-        if self.activation not in ACTIVATIONS:
-            raise UsageError(f"model config: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise UsageError(f"model config: activation must be one of {ACTIVATIONS}, got {_short(self.activation)}")
+
+    def n_elements(self) -> int:
+        """Parameters of the pretraining model (encoder and head) plus the positional table: what building the
+        model allocates, in float32 numbers (computed from the sizes alone, before anything is allocated)."""
+        d, layers = self.d_model, self.n_layers
+        per_layer = 4 * d * d + 4 * d + 2 * d * self.d_ff + self.d_ff + d + 4 * d
+        input_and_head = (self.n_freqs * d + d) + 2 * d + (d * d + d) + 2 * d + (d * self.n_freqs + self.n_freqs)
+        return layers * per_layer + input_and_head + self.max_frames * d
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
@@ -75,11 +99,18 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        if not isinstance(data, Mapping):
+            raise UsageError(f"model config: expected a mapping of fields, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise UsageError(f"model config: unknown keys {unknown}")
         return cls(**dict(data))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 PRESETS: dict[str, ModelConfig] = {

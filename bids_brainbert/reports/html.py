@@ -1,4 +1,11 @@
-"""Self-contained HTML reports: every figure embedded as a base64 data URI, no external resource."""
+"""Self-contained HTML reports: every figure embedded as a base64 data URI, no external resource.
+
+Names in a report come from the dataset (subject, session, task and run labels, channel names, trial types,
+file names) and are hostile until escaped: every piece of text goes into the HTML through :func:`escape`, which
+the builders here (:func:`heading`, :func:`paragraph`, :func:`preformatted`, :func:`image`, :func:`table`,
+:func:`render`) call for their callers. Code assembling a report passes plain text to them and never formats a
+dataset-derived string into markup itself.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +32,16 @@ class Section:
 
 
 def escape(text) -> str:
-    return html.escape(str(text))
+    """``text`` as HTML text or attribute value (``& < > " '`` escaped): the one way text enters a report."""
+    return html.escape(str(text), quote=True)
+
+
+def heading(text: str, level: int = 3) -> str:
+    return f"<h{level}>{escape(text)}</h{level}>"
+
+
+def preformatted(text: str) -> str:
+    return f'<pre style="white-space: pre-wrap">{escape(text)}</pre>'
 
 
 def paragraph(text: str, css: str = "") -> str:

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -399,12 +400,14 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     pointer = root / LATEST_NAME
     if pointer.is_file():
         try:
-            candidate = root / json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-            if _is_complete(candidate):
+            name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+            # a plain step-* name in this folder: the pointer must not lead anywhere else
+            candidate = root / name if isinstance(name, str) and re.fullmatch(r"step-\d+", name) else None
+            if candidate is not None and not candidate.is_symlink() and _is_complete(candidate):
                 return candidate
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
             log.warning("%s: unreadable, looking for checkpoints directly", pointer)
-    found = sorted((p for p in root.glob("step-*") if _is_complete(p)), key=lambda p: p.name)
+    found = sorted((p for p in root.glob("step-*") if not p.is_symlink() and _is_complete(p)), key=lambda p: p.name)
     return found[-1] if found else None
 
 

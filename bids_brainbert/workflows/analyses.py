@@ -665,7 +665,7 @@ def channel_usage(recording: Recording, used: list[str], reference: str) -> pd.D
 
 def subject_report(config: RunConfig, subject: str, recordings: list[Recording]) -> str:
     from ..reports import figures
-    from ..reports.html import Section, image, paragraph, render, table
+    from ..reports.html import Section, heading, image, paragraph, render, table
 
     sections: list[Section] = []
     summary_rows, channel_blocks, spectrogram_imgs, embedding_imgs = [], [], [], []
@@ -687,7 +687,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
             "spectrogram": f"{sidecar['Transform']['Kind']} {spectrogram.shape[2]} frequencies, {rate:.2f} frames/s",
             "reference": reference})
         usage = channel_usage(recording, channels["name"].astype(str).tolist(), reference)
-        channel_blocks.append(f"<h3>{recording.relative_path}</h3>" + table(usage))
+        channel_blocks.append(heading(recording.relative_path) + table(usage))
         events = read_events(recording)
         if spectrogram.shape[0]:
             row = spectrogram.shape[0] // 2
@@ -756,7 +756,7 @@ def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> lis
 
 def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
     from ..reports import figures
-    from ..reports.html import Section, escape, image, paragraph, render, table
+    from ..reports.html import Section, heading, image, paragraph, preformatted, render, table
 
     sections: list[Section] = []
     loss_body = ""
@@ -766,7 +766,7 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
     for model_dir in sorted(models_root.glob("desc-*")) if models_root.is_dir() else []:
         checkpoint = latest_checkpoint(model_dir)
         if checkpoint is not None and (checkpoint / "loss_curve.png").exists():
-            loss_body += f"<h3>{escape(model_dir.name)} ({escape(checkpoint.name)})</h3>"
+            loss_body += heading(f"{model_dir.name} ({checkpoint.name})")
             loss_body += image((checkpoint / "loss_curve.png").read_bytes(), f"loss curve {model_dir.name}")
     sections.append(Section("Pretraining", loss_body or paragraph("No model has been pretrained in this output "
                                                                   "directory.", "note")))
@@ -783,13 +783,13 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
                         .agg(electrodes=("auc_mean", "count"), auc_mean=("auc_mean", "mean"),
                              auc_max=("auc_mean", "max"), fraction_p_below_005=("significant", "mean"))
                         .reset_index())
-            body += "<h3>Electrode probes by feature</h3>" + table(overview)
+            body += heading("Electrode probes by feature") + table(overview)
             population = summary[summary["probe"] == "population"]
-            body += "<h3>Population probes</h3>" + table(population[["subject", "target", "feature", "auc_mean",
+            body += heading("Population probes") + table(population[["subject", "target", "feature", "auc_mean",
                                                                       "auc_sd", "chance_high", "p_value"]])
             generalization = _read_tsv(root_path(config, f"task-{task}_desc-generalization_summary.tsv"))
             if generalization is not None and len(generalization):
-                body += "<h3>Generalization to subjects held out of pretraining</h3>" + table(generalization)
+                body += heading("Generalization to subjects held out of pretraining") + table(generalization)
             sections.append(Section(f"Decoding, task {task}", body))
         regions = _read_tsv(root_path(config, f"task-{task}_desc-dimensionality_regions.tsv"))
         if regions is not None and len(regions):
@@ -798,7 +798,7 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
                                     + table(regions)))
     citation = root_path(config, CITATION)
     if citation.exists():
-        sections.append(Section("Methods", f"<pre style=\"white-space: pre-wrap\">{escape(citation.read_text())}</pre>"))
+        sections.append(Section("Methods", preformatted(citation.read_text())))
     path = root_path(config, GROUP_REPORT)
     deriv.atomic_write_bytes(path, render("bids-brainbert: group report", sections,
                                           f"bids-brainbert {__version__}").encode("utf-8"))

@@ -80,16 +80,18 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str,
         LOGGER.removeHandler(handler)
         handler.close()
     if outcome.status == "failed":
-        _discard_incomplete(spectrogram_paths_for(config, recording))
+        _discard_incomplete(spectrogram_paths_for(config, recording), config.output_dir)
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def _discard_incomplete(paths: dict[str, Path]) -> None:
+def _discard_incomplete(paths: dict[str, Path], output_dir: Path) -> None:
     """A failed recording leaves no half derivative (say the data renamed into place but the disk filled up before
-    its sidecar); a complete one (hash matching) from an earlier run is kept."""
-    if not deriv.is_complete(paths):
-        for path in paths.values():
+    its sidecar); a complete one (hash matching) from an earlier run is kept. Nothing is deleted through a folder
+    that leads out of the output directory (the same containment as writing)."""
+    inside = {name: path for name, path in paths.items() if deriv.is_inside(output_dir, path)}
+    if len(inside) == len(paths) and not deriv.is_complete(paths):
+        for path in inside.values():
             path.unlink(missing_ok=True)
 
 
@@ -332,8 +334,9 @@ def run_participant_level(config: RunConfig, recordings: list[Recording], run_id
         for recording, outcome in zip(recordings, outcomes):
             if outcome.status == "failed":
                 paths = spectrogram_paths_for(config, recording)
-                deriv.remove_stale_temporaries(paths["data"].parent, recording.stem_entities)
-                _discard_incomplete(paths)
+                if deriv.is_inside(config.output_dir, paths["data"]):
+                    deriv.remove_stale_temporaries(paths["data"].parent, recording.stem_entities)
+                _discard_incomplete(paths, config.output_dir)
     return outcomes
 
 
