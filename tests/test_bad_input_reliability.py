@@ -195,3 +195,236 @@ def test_reliability_corpus_is_distinct_from_the_first():
     ids = [c.id for c in RELIABILITY_CORPUS]
     assert len(ids) == len(set(ids)) >= 35
     assert not set(ids) & {c.id for c in WHOLE_RUN + ONE_RECORDING}
+
+
+# ------------------------------------------------------------------------------ PowerLineFrequency "n/a"
+def test_powerline_frequency_na_means_no_notch_with_a_warning(tiny_dataset, tmp_path, capsys):
+    """BIDS allows "n/a" (unknown): no notch, a warning naming the recording, and the sidecar says why."""
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, root)
+    set_ieeg_json(root / f"{RUN2}_ieeg.json", PowerLineFrequency="n/a")
+    out = tmp_path / "out"
+    assert main([str(root), str(out), "participant", "--skip-bids-validation", "--participant-label", "01"]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "WARNING" in line and "line noise not removed" in line]
+    assert len(warnings) == 1 and "sub-01_task-rest_run-02" in warnings[0]
+    sidecars = {p.name.split("_desc-")[0]: json.loads(p.read_text()) for p in out.rglob("*_spectrogram.json")}
+    assert sidecars["sub-01_task-rest_run-02"]["Preprocessing"]["LineNoise"]["applied"] is False
+    assert sidecars["sub-01_task-rest_run-01"]["Preprocessing"]["LineNoise"]["notch_freqs_hz"] == [
+        50.0, 100.0, 150.0, 200.0, 250.0]
+
+
+# ------------------------------------------------------------------------------------ labels in reports
+def test_channel_names_with_dollar_signs_are_drawn_as_plain_text(tiny_dataset, tmp_path, capsys):
+    """A channel called '$\\x$' is not valid mathtext: the report used to crash after the derivatives were
+    written. Now the run succeeds and the report names the channel as written."""
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, root)
+    rename_channel_in_edf_header(root / f"{RUN1}_ieeg.edf", b"LA4", b"$\\x$")
+    edit_text(root / f"{RUN1}_channels.tsv", "\nLA4\t", "\n$\\x$\t")
+    out = tmp_path / "out"
+    code = main([str(root), str(out), "participant", "--skip-bids-validation", "--participant-label", "01",
+                 "--run", "1", "--reference", "none"])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err, err
+    channels = next(out.rglob("sub-01_task-rest_run-01_desc-superlet_channels.tsv")).read_text()
+    assert "$\\x$" in channels
+    report = (out / "sub-01.html").read_text(encoding="utf-8")
+    assert "$\\x$" in report and "<img" in report
+
+
+# ------------------------------------------------------------------------- runs that meet or are stopped
+SECONDS = 30.0
+ARGS = ["participant", "--nprocs", "1", "--random-seed", "3", "--skip-bids-validation"]
+ENV = {**{k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")},
+       "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def long_dataset(tmp_path_factory) -> Path:
+    """Two 30 s recordings of one subject: long enough to catch a run while it writes."""
+    root = tmp_path_factory.mktemp("long") / "rawdata"
+    write_tiny_recording(root, "01", "01", "EDF", seconds=SECONDS, seed=21)
+    write_tiny_recording(root, "01", "02", "EDF", seconds=SECONDS, seed=22)
+    return root
+
+
+def cli(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bids_brainbert", *map(str, args)], env=ENV, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def long_reference(long_dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("long-reference") / "out"
+    process = cli(long_dataset, out, *ARGS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert process.wait(timeout=300) == 0, process.stderr.read().decode()
+    return out
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """Every output file by relative path, except the per-run logs and the reports (they list run times)."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and "log" not in p.relative_to(out).parts[1:2] and p.suffix != ".html"}
+
+
+def wait_for_temporary(process: subprocess.Popen, out: Path, timeout: float = 300) -> None:
+    """Until the run has a temporary derivative file open (it is in the middle of writing a recording)."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if list(out.rglob(f"*{TMP_MARK}*_spectrogram.npy")) or list(out.rglob(f".*_spectrogram.npy{TMP_MARK}*")):
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"the run never wrote a temporary file (exit {process.poll()})")
+
+
+def test_two_runs_on_the_same_subject_both_finish_identically(long_dataset, long_reference, tmp_path):
+    """A resubmitted array task starts while the first is writing: the second must not remove the first's live
+    temporary file. Both finish, and the outputs are complete and equal to one run's."""
+    out = tmp_path / "out"
+    first = cli(long_dataset, out, *ARGS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_temporary(first, out)
+    second = cli(long_dataset, out, *ARGS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errors = [p.communicate(timeout=300)[1].decode() for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], errors
+    for recording in index_recordings(long_dataset):
+        assert is_complete(spectrogram_paths(out, recording, "superlet"))
+    assert not [p for p in out.rglob("*") if TMP_MARK in p.name]
+    assert outputs(out) == outputs(long_reference)
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(long_dataset, long_reference, tmp_path):
+    """SIGTERM (what SLURM sends at the time limit) while a recording is being written: the temporary files
+    are removed, the command exits 130 with one line saying how to finish, and the same command then finishes
+    what is missing, equal to an uninterrupted run."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    process = cli(long_dataset, out, *ARGS, "-w", work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_temporary(process, out)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=120)[1].decode()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "interrupted; re-run the same command" in err
+    assert not [p for p in out.rglob("*") if TMP_MARK in p.name], "temporary files left by the interrupted run"
+    assert not work.exists() or not any(work.iterdir()), "scratch left by the interrupted run"
+    again = cli(long_dataset, out, *ARGS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = again.communicate(timeout=300)[1].decode()
+    assert again.returncode == 0, err
+    assert outputs(out) == outputs(long_reference)
+
+
+def test_sigterm_reaches_the_keyboard_interrupt_path_in_process():
+    """Within main() SIGTERM raises KeyboardInterrupt (the path pretraining saves its checkpoint on); outside,
+    the previous handler is back."""
+    from bids_brainbert.interrupts import sigterm_as_keyboard_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_as_keyboard_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+# ----------------------------------------------------------------------------- every option via the file
+def _sample(action: argparse.Action, tmp: Path) -> list[str]:
+    """Command-line text for ``action`` that differs from its default."""
+    dest, many = action.dest, action.nargs in ("+", "*")
+    default = getattr(RunConfig(), dest)
+    if action.choices is not None:
+        if many:   # a list: one choice alone differs from the default list
+            return [str(action.choices[-1])]
+        return [str([c for c in action.choices if c != default][-1])]
+    special = {"participant_label": ["01", "02"], "exclude_participant_label": ["03"],
+               "holdout_participant_label": ["01"], "session_label": ["abc", "def2"], "task_label": ["x1"],
+               "run": ["1", "3"], "decoding_contrast": ["a,b", "c,d"], "sampling_rate": ["native"],
+               "data_efficiency_sizes": ["30", "60"]}
+    if dest in special:
+        return special[dest]
+    if isinstance(default, Path) or "Path" in str(RunConfig.__dataclass_fields__[dest].type):
+        return [str(tmp / f"{dest}.file")]
+    for text in ("3", "0.25"):
+        try:
+            value = action.type(text) if action.type else None
+        except (ValueError, argparse.ArgumentTypeError):
+            continue
+        if value is not None and value != default:
+            return [text]
+    return ["mymodel"]
+
+
+def _toml_value(action: argparse.Action, texts: list[str]):
+    """The same value as a TOML user writes it: numbers as numbers, lists as arrays, text as strings."""
+    def natural(text: str):
+        for cast in (int, float):
+            try:
+                return cast(text)
+            except ValueError:
+                pass
+        return text
+    values = [natural(t) if action.type not in (None, Path) else t for t in texts]
+    if action.dest == "sampling_rate":
+        values = ["native"]
+    return values if action.nargs in ("+", "*") else values[0]
+
+
+def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if a.option_strings and a.dest not in ("help", "version", "config_file")]
+
+
+def test_every_option_round_trips_through_the_config_file(tmp_path):
+    """Generated from the parser: each option given in a TOML file gives the same configuration as on the
+    command line, and the configuration a run saves (bids-brainbert.toml) gives it back whole."""
+    import tomli_w
+
+    parser = build_parser()
+    base = [str(tmp_path / "bids"), str(tmp_path / "out"), "participant"]
+    options = _options(parser)
+    assert len(options) >= 60
+    everything: list[str] = []
+    for action in options:
+        flag = max(action.option_strings, key=len)
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            cli_args, value = [flag], isinstance(action, argparse._StoreTrueAction)
+        elif isinstance(action, argparse._CountAction):
+            cli_args, value = [flag, flag], 2
+        else:
+            texts = _sample(action, tmp_path)
+            cli_args, value = [flag, *texts], _toml_value(action, texts)
+        toml = tmp_path / f"{action.dest}.toml"
+        toml.write_text(tomli_w.dumps({action.dest: value}))
+        from_cli = parse_config(base + cli_args)
+        from_file = parse_config(base + ["--config-file", str(toml)])
+        assert from_file == from_cli, (action.dest, value)
+        assert from_cli != parse_config(base), f"{action.dest}: the sample equals the default"
+        everything += cli_args
+    config = parse_config(base + everything)
+    saved = tmp_path / "saved.toml"
+    write_config_toml(config, saved)
+    assert parse_config(base + ["--config-file", str(saved)]) == config
+
+
+def test_a_string_option_in_the_config_file_is_accepted(tmp_path):
+    toml = write(tmp_path / "c.toml", 'model_label = "mymodel"\ndevice = "cpu"\ndecoding_column = "cond"\n')
+    config = parse_config([str(tmp_path / "bids"), str(tmp_path / "out"), "participant", "--config-file", str(toml)])
+    assert (config.model_label, config.device, config.decoding_column) == ("mymodel", "cpu", "cond")
+
+
+# ------------------------------------------------------------------------------- the validator crashing
+def test_a_crashing_validator_is_not_an_invalid_dataset(tiny_dataset, tmp_path, capsys, monkeypatch):
+    """The real BIDS validator run under a 64 MB address-space limit (a job's memory limit) dies before it
+    reads the dataset: that is "the validator failed" with its own last words, exit 1, not exit 16."""
+    real = find_validator()
+    assert real is not None, "bids-validator-deno is a test dependency"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "bids-validator-deno"
+    wrapper.write_text(f"#!/bin/sh\nulimit -v 65536\nexec {real} \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "out"
+    code = main([str(tiny_dataset), str(out), "participant"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("bids-brainbert: error:")]
+    assert code == 1 and len(lines) == 1, err
+    assert "the BIDS validator failed" in lines[0] and "bids-validator-deno" in lines[0]
+    assert "--skip-bids-validation" in lines[0] and "Traceback" not in err
+    assert not out.exists()
