@@ -292,6 +292,29 @@ def test_two_runs_on_the_same_subject_both_finish_identically(long_dataset, long
     assert outputs(out) == outputs(long_reference)
 
 
+def test_a_live_temporary_file_of_another_run_is_left_alone(tiny_dataset, tmp_path, capsys):
+    """Deterministically what the test above races for: while another writer holds its temporary file of a
+    recording (locked), a run on the same recording leaves it alone and still writes its own outputs; the
+    unlocked temporary file of a killed run is removed as before."""
+    from bids_brainbert.bids import derivatives as deriv
+
+    out = tmp_path / "out"
+    recording = next(r for r in index_recordings(tiny_dataset) if r.stem_entities == "sub-01_task-rest_run-01")
+    paths = spectrogram_paths(out, recording, "superlet")
+    paths["data"].parent.mkdir(parents=True)
+    killed = paths["sidecar"].with_name(f".{paths['sidecar'].name}{TMP_MARK}killed")
+    killed.write_text("{")
+    with pytest.raises(InterruptedError):
+        with deriv.atomic_path(paths["data"]) as live:   # the other run, in the middle of writing
+            live.write_bytes(b"partial")
+            assert main([str(tiny_dataset), str(out), *ARGS, "--participant-label", "01", "--run", "1"]) == 0
+            assert live.read_bytes() == b"partial", "a live temporary file of another run was touched"
+            raise InterruptedError   # the other run ends without renaming its file into place
+    assert not live.exists() and not killed.exists()
+    assert "left by an interrupted run" in capsys.readouterr().err
+    assert is_complete(paths)
+
+
 def test_sigterm_is_handled_like_ctrl_c_and_the_run_resumes(long_dataset, long_reference, tmp_path):
     """SIGTERM (what SLURM sends at the time limit) while a recording is being written: the temporary files
     are removed, the command exits 130 with one line saying how to finish, and the same command then finishes
