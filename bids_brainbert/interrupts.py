@@ -9,6 +9,7 @@ same command finishes what is missing.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -19,13 +20,31 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
-def install_sigterm_handler() -> bool:
-    """Make SIGTERM raise KeyboardInterrupt in this process (for good: worker processes). False where signals
-    cannot be handled (not the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    signal.signal(signal.SIGTERM, _interrupt)
-    return True
+_working = False   # a worker process is processing a recording (it has files to clean up)
+
+
+def _interrupt_worker(signum, frame) -> None:
+    if _working:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+    os._exit(130)   # idle between tasks: nothing to clean up, and no traceback from the pool's worker loop
+
+
+def install_worker_handlers() -> None:
+    """In a worker process, SIGTERM and SIGINT (a job's whole process group gets them) interrupt the recording
+    being processed like Ctrl-C; an idle worker just ends."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _interrupt_worker)
+
+
+@contextmanager
+def working() -> Iterator[None]:
+    """Marks a recording being processed (see :func:`install_worker_handlers`)."""
+    global _working
+    _working = True
+    try:
+        yield
+    finally:
+        _working = False
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig, seed_everything
 from ..errors import BidsBrainbertError, OneLineFormatter, RecordingError, resource_exhaustion
-from ..interrupts import install_sigterm_handler
+from ..interrupts import install_worker_handlers, working
 from ..io.loading import (LoadedRecording, OpenedRecording, channels_per_batch, check_fits_analysis, find_sidecar,
                           open_recording)
 from ..io.npy_stream import NpyRowWriter, read_rows
@@ -59,6 +59,12 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str,
                       model_source: ModelSource | None = None) -> RecordingOutcome:
     """Write the spectrogram (and, given a model, embedding) derivatives of one recording; never raises for a
     bad recording."""
+    with working():
+        return _process_recording(recording, config, run_id, model_source)
+
+
+def _process_recording(recording: Recording, config: RunConfig, run_id: str,
+                       model_source: ModelSource | None) -> RecordingOutcome:
     started = time.perf_counter()
     handler = _attach_subject_log(config, recording.subject, run_id)
     try:
@@ -337,7 +343,7 @@ def spectrogram_sidecar(recording: Recording, config: RunConfig, front_end: Spec
 
 
 def _worker_init(seed: int) -> None:
-    install_sigterm_handler()   # a worker interrupted by SIGTERM removes its temporary files like on Ctrl-C
+    install_worker_handlers()   # a worker interrupted by SIGTERM removes its temporary files like on Ctrl-C
     # one thread per worker: --nprocs recordings in parallel must not oversubscribe the cores
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
