@@ -262,8 +262,9 @@ def read_events_table(recording: Recording) -> tuple[Path, pd.DataFrame] | None:
 
 
 def check_events_inside(path: Path, table: pd.DataFrame, duration_s: float) -> None:
-    """Every event onset must lie within the recording: events.tsv of another run is a classic mix-up. No event
-    can last longer than the recording either (the reader turns durations into sample counts)."""
+    """Every event onset must lie within the recording: events.tsv of another run is a classic mix-up. A duration
+    far beyond the recording's length is refused too (the reader turns durations into sample counts; a last
+    event running past the end, or a rounded block length, is fine)."""
     onsets = pd.to_numeric(table["onset"]).to_numpy(dtype=float)
     outside = (onsets < 0) | (onsets > duration_s)
     if outside.any():
@@ -272,11 +273,11 @@ def check_events_inside(path: Path, table: pd.DataFrame, duration_s: float) -> N
                              f"the recording lasts {duration_s:.3f} s): events of another run?")
     given = table["duration"] != "n/a"
     durations = pd.to_numeric(table["duration"].where(given, "0"), errors="coerce").to_numpy(dtype=float)
-    too_long = durations > duration_s
+    too_long = durations > 2 * duration_s + 1.0
     if too_long.any():
         row = int(np.flatnonzero(too_long)[0])
-        raise RecordingError(f"{path}: duration {table['duration'].iloc[row]!r} on line {row + 2} is longer than the "
-                             f"recording ({duration_s:.3f} s)")
+        raise RecordingError(f"{path}: duration {table['duration'].iloc[row]!r} on line {row + 2} is far longer than "
+                             f"the recording ({duration_s:.3f} s)")
 
 
 def _check_data_file_complete(recording: Recording) -> None:
