@@ -143,6 +143,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: config file not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: malformed TOML ({exc})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: malformed TOML (nested too deeply to hold options)") from None
     known = {f.name for f in fields(RunConfig)}
     # accept both the TOML spelling (snake_case) and the CLI spelling (dashes)
     values = {key.replace("-", "_"): value for key, value in raw.items()}

@@ -7,6 +7,8 @@ returns, so that the mapping lives in one place.
 from __future__ import annotations
 
 import errno
+import logging
+import unicodedata
 from pathlib import Path
 
 EXIT_OK = 0
@@ -30,6 +32,13 @@ class UsageError(BidsBrainbertError):
 
 class InvalidDatasetError(BidsBrainbertError):
     exit_code = EXIT_INVALID_DATASET
+
+
+class ValidatorFailedError(BidsBrainbertError):
+    """The BIDS validator itself failed (crashed, ran out of memory or time): nothing is known about the dataset,
+    so this is not an invalid dataset (16)."""
+
+    exit_code = EXIT_PROCESSING_FAILURE
 
 
 class BadAnalysisLevelError(BidsBrainbertError):
@@ -69,3 +78,20 @@ def resource_exhaustion(exc: BaseException, subject: Path | str, output_dir: Pat
         return (f"{subject}: disk full ({reason}) while writing {where}; free space there (or raise the quota or "
                 "file size limit), then re-run the same command")
     return None
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters written as escapes (``\\n``, ``\\x1b``): names
+    taken from a dataset (channels, files) must not break the one-line rule of messages or forge log lines."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or unicodedata.category(ch) == "Zs"
+                   else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Log records whose message is kept on one line (see :func:`one_line`); a traceback still follows."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = one_line(record.message)
+        return super().formatMessage(record)

@@ -13,6 +13,8 @@ interrupted run) never sees a partial file.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import glob
 import hashlib
 import json
@@ -89,20 +91,39 @@ def refuse_symlink(path: Path) -> Path:
     return path
 
 
+def _try_lock(fd: int) -> bool | None:
+    """Exclusive ``flock`` without waiting: True taken, False held by another process, None not supported."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        return False if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on error removed."""
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on error removed.
+
+    The temporary file is locked (``flock``) for as long as it is being written: a concurrent run on the same
+    recording (a resubmitted array task) sees it is alive and leaves it alone, while the temporary file of a killed
+    run, whose lock the kernel dropped, is removed (:func:`remove_stale_temporaries`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent)
-    os.close(fd)
+    while True:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent)
+        if _try_lock(fd) is not False:
+            break
+        os.close(fd)   # a cleaner took it in the instant between creating and locking: it removes it, take another
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        os.close(fd)   # the lock goes with it, once the name is gone
 
 
 def atomic_write_bytes(path: Path, content: bytes) -> None:
@@ -221,15 +242,34 @@ def remove_stale_temporaries(folder: Path, stem: str) -> list[Path]:
     removed = []
     if folder.is_dir():
         for stale in folder.glob(f".{glob.escape(stem)}_desc-*{TMP_MARK}*"):
-            stale.unlink(missing_ok=True)
-            removed.append(stale)
+            if _abandoned_temporary(stale):
+                removed.append(stale)
     return removed
+
+
+def _abandoned_temporary(path: Path) -> bool:
+    """Remove ``path`` unless a live writer holds its lock (see :func:`atomic_path`); True when removed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        fd = None   # a link or something we cannot open: not a live writer's file
+    try:
+        if fd is not None and _try_lock(fd) is False:
+            return False   # being written by a concurrent run
+        path.unlink(missing_ok=True)   # unlinked while we hold its lock: a writer cannot take it meanwhile
+        return True
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def is_complete(paths: dict[str, Path]) -> bool:
     """A derivative is complete when all its files exist and the data matches the hash in its sidecar; a file that
     is a symbolic link is never trusted (the derivative is recomputed and the link replaced by a regular file)."""
-    if not all(p.exists() and not p.is_symlink() for p in paths.values()):
+    try:
+        if not all(p.exists() and not p.is_symlink() for p in paths.values()):
+            return False
+    except OSError:   # a name the file system cannot hold (too long): never written
         return False
     sidecar = _read_json_or_none(paths["sidecar"])
     if not isinstance(sidecar, dict) or "DataSha256" not in sidecar:

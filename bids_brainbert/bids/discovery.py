@@ -20,6 +20,10 @@ from ..errors import EmptySelectionError, InvalidDatasetError, UsageError
 # Formats mne-bids can read for iEEG; .nwb and .mefd are valid BIDS but not readable here.
 READABLE_EXTENSIONS = (".edf", ".vhdr", ".set", ".bdf")
 UNREADABLE_EXTENSIONS = (".nwb", ".mefd")
+# Data files that belong to a header file (.vhdr, .set): on their own they are a recording that cannot be read.
+COMPANION_OF = {".eeg": ".vhdr", ".vmrk": ".vhdr", ".fdt": ".set"}
+_IEEG_NAME = re.compile(r"^sub-.*_ieeg(?P<ext>\.[^_/]+)$", re.DOTALL)
+_PAIR = re.compile(r"^[a-zA-Z]+-[a-zA-Z0-9]+$")
 ENTITY_ORDER = ("subject", "session", "task", "acquisition", "run")
 _KEY_TO_ENTITY = {"sub": "subject", "ses": "session", "task": "task", "acq": "acquisition", "run": "run"}
 _FILENAME = re.compile(r"^(?P<stem>(?:[a-zA-Z]+-[a-zA-Z0-9]+_)+)ieeg(?P<ext>\.[a-zA-Z0-9.]+)$")
@@ -67,10 +71,31 @@ def parse_entities(filename: str) -> dict[str, str] | None:
     return entities
 
 
+def _check_name(path: Path, entities: dict[str, str] | None, subject_dir: str, session_dir: str | None) -> None:
+    """An iEEG file whose name is not a valid BIDS name, or whose entities disagree with the folders it sits in
+    (a subject folder that is a symlink alias of another, a file copied into the wrong subject), is refused
+    by name: it would otherwise vanish from the run silently or be written under the wrong subject."""
+    if entities is None:
+        stem = path.name.rsplit("_ieeg", 1)[0]
+        bad = next((pair for pair in stem.split("_") if not _PAIR.match(pair)), stem)
+        raise InvalidDatasetError(f"{path}: not a valid BIDS iEEG file name: {bad!r} is not an entity-label pair "
+                                  "(labels are ASCII letters and digits only)")
+    folder_subject = subject_dir[len("sub-"):]
+    if entities["subject"] != folder_subject:
+        raise InvalidDatasetError(f"{path}: a file of sub-{entities['subject']} in the folder {subject_dir} "
+                                  "(a misplaced file, or a subject folder that aliases another)")
+    folder_session = session_dir[len("ses-"):] if session_dir else None
+    if entities.get("session") != folder_session:
+        raise InvalidDatasetError(f"{path}: its session ({entities.get('session') or 'none'}) does not match the "
+                                  f"folder {session_dir or subject_dir + '/ieeg'}")
+
+
 def index_recordings(bids_dir: Path) -> list[Recording]:
     """Every ``*_ieeg.*`` recording under ``bids_dir`` (sorted), readable or not.
 
-    BrainVision sidecars (.eeg/.vmrk) and EEGLAB .fdt files are not recordings on their own.
+    BrainVision sidecars (.eeg/.vmrk) and EEGLAB .fdt files are not recordings on their own; one without its
+    header file (.vhdr, .set) is listed as a recording (that cannot be read), so that it is reported rather than
+    skipped. Raises InvalidDatasetError for an iEEG file name that is not valid BIDS or disagrees with its folders.
     """
     recordings: list[Recording] = []
     with os.scandir(bids_dir) as top:
@@ -78,21 +103,31 @@ def index_recordings(bids_dir: Path) -> list[Recording]:
     for subject_dir in subjects:
         with os.scandir(subject_dir) as entries:
             children = sorted((e for e in entries if e.is_dir()), key=lambda e: e.name)
-        data_dirs = [c.path for c in children if c.name == "ieeg"]
+        data_dirs = [(c.path, None) for c in children if c.name == "ieeg"]
         for child in children:
             if child.name.startswith("ses-"):
                 ieeg_dir = os.path.join(child.path, "ieeg")
                 if os.path.isdir(ieeg_dir):
-                    data_dirs.append(ieeg_dir)
-        for data_dir in data_dirs:
+                    data_dirs.append((ieeg_dir, child.name))
+        for data_dir, session_dir in data_dirs:
             with os.scandir(data_dir) as files:
                 names = sorted(f.name for f in files)
+            present = set(names)
+            orphans: set[str] = set()
             for name in names:
-                if not name.endswith(READABLE_EXTENSIONS + UNREADABLE_EXTENSIONS):
+                match = _IEEG_NAME.match(name)
+                ext = match["ext"] if match else ""
+                if ext not in READABLE_EXTENSIONS + UNREADABLE_EXTENSIONS + tuple(COMPANION_OF):
                     continue
+                path = Path(data_dir) / name
                 entities = parse_entities(name)
-                if entities is not None:
-                    recordings.append(Recording(Path(data_dir) / name, entities))
+                _check_name(path, entities, os.path.basename(subject_dir), session_dir)
+                if ext in COMPANION_OF:
+                    stem = name[: -len(ext)]
+                    if stem + COMPANION_OF[ext] in present or stem in orphans:
+                        continue
+                    orphans.add(stem)   # one recording per missing header, named by its first data file
+                recordings.append(Recording(path, entities))
     return recordings
 
 
@@ -156,6 +191,8 @@ def read_filter_file(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: BIDS filter file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: malformed JSON in BIDS filter file ({exc})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: BIDS filter file nested too deeply to be an entity filter") from None
     if not isinstance(content, dict):
         raise UsageError(f"{path}: a BIDS filter file must hold a JSON object")
     filters = content.get("ieeg", content)
@@ -230,6 +267,8 @@ def check_dataset_root(bids_dir: Path) -> dict[str, Any]:
         description = json.loads(description_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidDatasetError(f"{description_file}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidDatasetError(f"{description_file}: JSON nested too deeply to be a dataset description") from None
     if not isinstance(description, dict) or "Name" not in description or "BIDSVersion" not in description:
         raise InvalidDatasetError(f"{description_file}: must hold an object with Name and BIDSVersion")
     return description

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import InvalidDatasetError
+from ..errors import InvalidDatasetError, ValidatorFailedError
 
 LOGGER = logging.getLogger("bids_brainbert")
 VALIDATOR = "bids-validator-deno"
@@ -25,17 +25,31 @@ def validation_errors(bids_dir: Path, executable: str, timeout_s: float = 600.0)
     """Error-severity issues the validator reports for ``bids_dir`` (warnings are ignored)."""
     try:
         done = subprocess.run([executable, "--format", "json", str(bids_dir)], capture_output=True, text=True,
-                              timeout=timeout_s, check=False)
+                              errors="replace", timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
-        raise InvalidDatasetError(f"{bids_dir}: the BIDS validator did not finish in {timeout_s:.0f} s "
-                                  "(use --skip-bids-validation)") from None
+        raise ValidatorFailedError(f"{executable}: the BIDS validator failed: it did not finish in "
+                                   f"{timeout_s:.0f} s on {bids_dir} (use --skip-bids-validation)") from None
+    except OSError as exc:
+        raise ValidatorFailedError(f"{executable}: the BIDS validator failed to start ({exc.strerror or exc}) "
+                                   "(use --skip-bids-validation)") from None
     try:
         report = json.loads(done.stdout)
-    except json.JSONDecodeError:
-        message = (done.stderr or done.stdout).strip().splitlines()
-        raise InvalidDatasetError(f"{bids_dir}: the BIDS validator failed ({message[-1] if message else 'no output'})"
-                                  " (use --skip-bids-validation)") from None
-    return [issue for issue in report.get("issues", {}).get("issues", []) if issue.get("severity") == "error"]
+    except (json.JSONDecodeError, RecursionError):
+        report = None
+    if not isinstance(report, dict) or not isinstance(report.get("issues", {}), dict):
+        # a crash (out of memory, a killed or broken validator) says nothing about the dataset: not exit 16
+        raise ValidatorFailedError(f"{executable}: the BIDS validator failed on {bids_dir} ({_last_words(done)}) "
+                                   "(use --skip-bids-validation)")
+    issues = report.get("issues", {}).get("issues", [])
+    return [issue for issue in issues if isinstance(issue, dict) and issue.get("severity") == "error"]
+
+
+def _last_words(done: subprocess.CompletedProcess) -> str:
+    """The validator's own last message and how it ended, on one line."""
+    lines = [line.strip() for line in (done.stderr or done.stdout or "").splitlines() if line.strip()]
+    ended = (f"killed by signal {-done.returncode}" if done.returncode < 0
+             else f"exit status {done.returncode}")
+    return f"{lines[-1][:300]}; {ended}" if lines else f"no output; {ended}"
 
 
 def validate_dataset(bids_dir: Path) -> None:

@@ -45,6 +45,8 @@ def _sampling_rate(text: str) -> float:
     """A rate in Hz, or 'native' (0 internally means: keep the recording's own rate)."""
     if text.lower() == "native":
         return 0.0
+    if text.strip() in ("0", "0.0"):   # how a saved configuration (bids-brainbert.toml) spells 'native'
+        return 0.0
     return _positive_float(text)
 
 

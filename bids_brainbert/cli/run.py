@@ -18,7 +18,8 @@ from ..bids.discovery import Selection, check_dataset_root, expand_labels, read_
 from ..bids.validation import validate_dataset
 from ..config import RunConfig, build_config, read_config_file, replace, seed_everything, write_config_toml
 from ..errors import (EXIT_OK, EXIT_PROCESSING_FAILURE, BadAnalysisLevelError, BidsBrainbertError,
-                      UsageError, resource_exhaustion)
+                      OneLineFormatter, UsageError, one_line, resource_exhaustion)
+from ..interrupts import sigterm_as_keyboard_interrupt
 from ..threads import limit_threads
 from .parser import ANALYSIS_LEVELS, build_demo_parser, build_parser
 
@@ -42,7 +43,7 @@ def configure_logging(verbose: int) -> None:
     LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
     if not any(getattr(h, "_bids_brainbert", False) for h in LOGGER.handlers):
         handler = _CurrentStderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S"))
+        handler.setFormatter(OneLineFormatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S"))
         handler._bids_brainbert = True  # type: ignore[attr-defined]
         LOGGER.addHandler(handler)
 
@@ -69,24 +70,34 @@ def check_file_values(path: Path, values: dict, parser: argparse.ArgumentParser)
     checked = dict(values)
     for name, value in values.items():
         action = actions.get(name)
-        if action is None or action.nargs in ("+", "*"):   # positional fields and label lists: checked later
+        if action is None or not action.option_strings:   # positional fields: the command line gives them
             continue
-        if action.type is None and action.choices is None:  # flags (true/false) and counters
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._CountAction)):
             expected = int if isinstance(action, argparse._CountAction) else bool
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 wanted = "an integer" if expected is int else "true or false"
                 raise UsageError(f"{path}: {name} = {value!r}: expected {wanted}")
             continue
-        try:
-            if isinstance(value, (bool, list, dict)):
-                raise ValueError("not a single value")
-            converted = action.type(str(value)) if action.type else value
-        except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
-            raise UsageError(f"{path}: {name} = {value!r}: invalid value ({exc})") from None
-        if action.choices is not None and converted not in action.choices:
-            raise UsageError(f"{path}: {name} = {value!r}: must be one of {', '.join(map(str, action.choices))}")
-        checked[name] = converted
+        if action.nargs in ("+", "*"):   # lists: each element passes the option's own type and choices
+            items = value if isinstance(value, list) else [value]
+            checked[name] = [_checked_file_value(path, name, item, action) for item in items]
+        else:
+            checked[name] = _checked_file_value(path, name, value, action)
     return checked
+
+
+def _checked_file_value(path: Path, name: str, value, action: argparse.Action):
+    """One config-file value converted as the command line converts the same text (a string option stays a
+    string, a number is checked by the option's type)."""
+    try:
+        if isinstance(value, (bool, list, dict)):
+            raise ValueError("not a single value")
+        converted = action.type(str(value)) if action.type else str(value)
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+        raise UsageError(f"{path}: {name} = {value!r}: invalid value ({exc})") from None
+    if action.choices is not None and converted not in action.choices:
+        raise UsageError(f"{path}: {name} = {value!r}: must be one of {', '.join(map(str, action.choices))}")
+    return converted
 
 
 def _checked_labels(values: list[str], prefix: str, option: str) -> list[str]:
@@ -239,7 +250,7 @@ def report_outcomes(outcomes) -> int:
     if failed:
         print(f"bids-brainbert: {len(failed)} of {len(outcomes)} recording(s) failed:", file=sys.stderr)
         for outcome in failed:
-            print(f"  {outcome.message}", file=sys.stderr)
+            print(f"  {one_line(outcome.message)}", file=sys.stderr)
         return EXIT_PROCESSING_FAILURE
     return EXIT_OK
 
@@ -283,11 +294,12 @@ def run_demo(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] == "demo":
-            return run_demo(argv[1:])
-        return run_app(argv)
+        with sigterm_as_keyboard_interrupt():   # SLURM's time limit ends like Ctrl-C: clean up, exit 130
+            if argv and argv[0] == "demo":
+                return run_demo(argv[1:])
+            return run_app(argv)
     except BidsBrainbertError as exc:
-        print(f"bids-brainbert: error: {exc}", file=sys.stderr)
+        print(f"bids-brainbert: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("bids-brainbert: interrupted; re-run the same command to finish what is missing", file=sys.stderr)

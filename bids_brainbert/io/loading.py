@@ -15,7 +15,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
+import stat
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..bids.containment import check_brainvision_references, warn_about_links_leaving
-from ..bids.discovery import UNREADABLE_EXTENSIONS, Recording
+from ..bids.discovery import COMPANION_OF, UNREADABLE_EXTENSIONS, Recording
 from ..errors import RecordingError
 
 LOGGER = logging.getLogger("bids_brainbert")
@@ -160,10 +162,46 @@ def find_sidecar(recording: Recording, suffix: str) -> Path | None:
     return best[1] if best else None
 
 
+def require_regular_file(path: Path) -> None:
+    """Refuse a FIFO, device, socket or folder where a file is expected, without opening it: reading a FIFO
+    blocks until someone writes to it (a hang), a device may never end."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "not a plain file")
+        raise RecordingError(f"{path}: not a regular file ({kind}); refused without reading it")
+
+
+def _read_bytes(path: Path) -> bytes:
+    require_regular_file(path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def read_json_object(path: Path) -> dict:
+    """A BIDS JSON sidecar, which must hold one JSON object."""
+    content = _read_bytes(path)
+    try:
+        value = json.loads(content.decode("utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RecordingError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RecordingError(f"{path}: not valid JSON for a sidecar (nested too deeply)") from None
+    if not isinstance(value, dict):
+        raise RecordingError(f"{path}: must hold a JSON object (found a JSON {type(value).__name__})")
+    return value
+
+
 def read_bids_tsv(path: Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
     """A BIDS TSV as strings ("n/a" kept), after checking what pandas or mne-bids would silently accept or
     report without naming the file: UTF-8, a header, the same number of fields on every line, required columns."""
-    content = path.read_bytes()
+    content = _read_bytes(path)
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -211,33 +249,57 @@ def read_events_table(recording: Recording) -> tuple[Path, pd.DataFrame] | None:
     if onsets.isna().any():
         row = int(np.flatnonzero(onsets.isna().to_numpy())[0])
         raise RecordingError(f"{path}: onset {table['onset'].iloc[row]!r} on line {row + 2} is not a number")
+    if not np.isfinite(onsets.to_numpy(dtype=float)).all():
+        row = int(np.flatnonzero(~np.isfinite(onsets.to_numpy(dtype=float)))[0])
+        raise RecordingError(f"{path}: onset {table['onset'].iloc[row]!r} on line {row + 2} is not a finite number")
+    given = table["duration"] != "n/a"          # BIDS allows n/a for an unknown duration
+    durations = pd.to_numeric(table["duration"].where(given, "0"), errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(durations) | (durations < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise RecordingError(f"{path}: duration {table['duration'].iloc[row]!r} on line {row + 2} is not a "
+                             "non-negative finite number of seconds (or n/a)")
     return path, table
 
 
 def check_events_inside(path: Path, table: pd.DataFrame, duration_s: float) -> None:
-    """Every event onset must lie within the recording: events.tsv of another run is a classic mix-up."""
+    """Every event onset must lie within the recording: events.tsv of another run is a classic mix-up. A duration
+    far beyond the recording's length is refused too (the reader turns durations into sample counts; a last
+    event running past the end, or a rounded block length, is fine)."""
     onsets = pd.to_numeric(table["onset"]).to_numpy(dtype=float)
     outside = (onsets < 0) | (onsets > duration_s)
     if outside.any():
         first = float(onsets[outside][0])
         raise RecordingError(f"{path}: {int(outside.sum())} event onset(s) outside the recording (e.g. {first:g} s; "
                              f"the recording lasts {duration_s:.3f} s): events of another run?")
+    given = table["duration"] != "n/a"
+    durations = pd.to_numeric(table["duration"].where(given, "0"), errors="coerce").to_numpy(dtype=float)
+    too_long = durations > 2 * duration_s + 1.0
+    if too_long.any():
+        row = int(np.flatnonzero(too_long)[0])
+        raise RecordingError(f"{path}: duration {table['duration'].iloc[row]!r} on line {row + 2} is far longer than "
+                             f"the recording ({duration_s:.3f} s)")
 
 
 def _check_data_file_complete(recording: Recording) -> None:
     """A truncated EDF/BDF (fewer data records than its header declares) or BrainVision file (a partial
     sample) is read by MNE without complaint, silently shorter: refuse it."""
     path = recording.path
+    require_regular_file(path)
     if recording.extension in (".edf", ".bdf"):
         with open(path, "rb") as fh:
             header = fh.read(256)
             try:
                 header_bytes, n_records, n_signals = int(header[184:192]), int(header[236:244]), int(header[252:256])
+                record_s = float(header[244:252])
                 fh.seek(256 + n_signals * 216)
                 samples = [int(fh.read(8)) for _ in range(n_signals)]
             except ValueError:
                 raise RecordingError(f"{path}: cannot be read (malformed {recording.extension[1:].upper()} "
                                      "header)") from None
+        if not (math.isfinite(record_s) and record_s > 0):
+            raise RecordingError(f"{path}: data record duration {header[244:252].decode('ascii', 'replace').strip()!r}"
+                                 " s in the header must be a positive number (the sampling rate is undefined)")
         if n_records < 0:  # -1: unknown (recording not closed); the reader infers it from the size
             return
         sample_bytes = 3 if recording.extension == ".bdf" else 2
@@ -254,9 +316,21 @@ def _check_data_file_complete(recording: Recording) -> None:
         if found["DataFile"] is None:
             raise RecordingError(f"{path}: cannot be read (no DataFile in the BrainVision header)")
         data_file = path.parent / found["DataFile"].group(1)
-        if not data_file.is_file():
+        if not data_file.exists():
             raise RecordingError(f"{path}: cannot be read: its data file {data_file.name} (DataFile in the header) "
                                  "does not exist")
+        require_regular_file(data_file)
+        interval = re.search(r"^SamplingInterval\s*=\s*(.+?)\s*$", text, re.MULTILINE)
+        try:
+            interval_us = float(interval.group(1)) if interval else None
+        except ValueError:
+            interval_us = math.nan
+        if interval_us is not None and not (math.isfinite(interval_us) and interval_us > 0):
+            raise RecordingError(f"{path}: SamplingInterval {interval.group(1)!r} (microseconds) must be a positive "
+                                 "number (the sampling rate is undefined)")
+        marker = re.search(r"^MarkerFile\s*=\s*(.+?)\s*$", text, re.MULTILINE)
+        if marker is not None and (path.parent / marker.group(1)).exists():
+            check_brainvision_markers(path.parent / marker.group(1))
         if found["DataFormat"] and found["DataFormat"].group(1).upper() != "BINARY":
             return
         width = {"INT_16": 2, "INT_32": 4, "IEEE_FLOAT_32": 4}.get(
@@ -268,8 +342,45 @@ def _check_data_file_complete(recording: Recording) -> None:
                                  f"samples of {n_channels} channels x {width} bytes")
 
 
-def _file_channel_names(recording: Recording) -> list[str]:
-    """Channel names in the data file's own header (the reader renames duplicates: those are refused)."""
+_MARKER = re.compile(r"^Mk\d+=[^,]*,[^,]*,\s*\d+\s*,\s*-?\d+\s*,\s*-?\d+\s*(,.*)?$")
+
+
+def check_brainvision_markers(path: Path) -> None:
+    """A BrainVision marker file (.vmrk) the reader would choke on, or read as nonsense, is named: it must be
+    text with the marker header, and each ``Mk<n>=type,description,position,size,channel`` line whole."""
+    content = _read_bytes(path)
+    text = content.decode("utf-8", errors="replace") if b"\0" not in content else ""
+    lines = [line.strip() for line in text.replace("\r", "").split("\n")]
+    if not lines or "Marker File" not in lines[0]:
+        raise RecordingError(f"{path}: not a BrainVision marker file (no 'Brain Vision Data Exchange Marker File' "
+                             "header line)")
+    for number, line in enumerate(lines, start=1):
+        if line.startswith("Mk") and not _MARKER.match(line):
+            raise RecordingError(f"{path}: line {number} is not a marker "
+                                 "(Mk<n>=type,description,position,size,channel)")
+
+
+def check_electrodes_table(path: Path) -> None:
+    """electrodes.tsv: unique names, and coordinates that are numbers (or n/a)."""
+    table = read_bids_tsv(path, ("name",))
+    duplicated = _duplicates(table["name"].tolist())
+    if duplicated:
+        raise RecordingError(f"{path}: duplicate electrode name(s) {', '.join(duplicated[:5])}")
+    for column in ("x", "y", "z"):
+        if column not in table.columns:
+            continue
+        given = table[column] != "n/a"
+        values = pd.to_numeric(table[column].where(given, "0"), errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise RecordingError(f"{path}: {column} coordinate {table[column].iloc[row]!r} on line {row + 2} is not "
+                                 "a number (or n/a)")
+
+
+def _file_channel_names(recording: Recording) -> tuple[list[str], float]:
+    """Channel names in the data file's own header (the reader renames duplicates: those are refused), and the
+    recording's duration in seconds."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         raw = mne.io.read_raw(recording.path, preload=False, verbose="warning")
@@ -278,7 +389,7 @@ def _file_channel_names(recording: Recording) -> list[str]:
             names = re.search(r"\{(.+?)\}", str(warning.message))
             raise RecordingError(f"{recording.path}: duplicate channel name(s) in the file header "
                                  f"{names.group(1) if names else ''}".rstrip())
-    return list(raw.ch_names)
+    return list(raw.ch_names), raw.n_times / raw.info["sfreq"]
 
 
 def check_bids_files(recording: Recording) -> tuple[Path, pd.DataFrame] | None:
@@ -286,26 +397,21 @@ def check_bids_files(recording: Recording) -> tuple[Path, pd.DataFrame] | None:
     warn_about_links_leaving(_root_of(recording), recording.path, recording.subject)
     if recording.extension == ".vhdr":
         check_brainvision_references(recording.path)
-    sidecar = find_sidecar(recording, "ieeg.json")
-    if sidecar is not None:
-        try:
-            json.loads(sidecar.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RecordingError(f"{sidecar}: not valid JSON ({exc})") from None
+    read_line_frequency(recording)   # the sidecar is an object and its PowerLineFrequency usable
     channels_path, channels = read_channels_table(recording)
     events = read_events_table(recording)
     electrodes = find_electrodes_file(recording)  # mne-bids reads it (and its coordsystem.json) for the montage
     if electrodes is not None:
-        read_bids_tsv(electrodes, ("name",))
+        check_electrodes_table(electrodes)
         coordsystem = electrodes.with_name(electrodes.name.replace("_electrodes.tsv", "_coordsystem.json"))
         if coordsystem.exists():
-            try:
-                json.loads(coordsystem.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise RecordingError(f"{coordsystem}: not valid JSON ({exc})") from None
+            read_json_object(coordsystem)
+    participants = _root_of(recording) / "participants.tsv"   # mne-bids reads the subject's row
+    if participants.exists():
+        read_bids_tsv(participants, ("participant_id",))
     _check_data_file_complete(recording)
     try:
-        in_file = _file_channel_names(recording)
+        in_file, duration_s = _file_channel_names(recording)
     except RecordingError:
         raise
     except Exception as exc:  # readers raise many types; the user needs the file and the reason
@@ -317,6 +423,8 @@ def check_bids_files(recording: Recording) -> tuple[Path, pd.DataFrame] | None:
         raise RecordingError(f"{channels_path}: channel names do not match {recording.path.name} (only in "
                              f"channels.tsv: {', '.join(only_table[:5]) or '-'}; only in the file: "
                              f"{', '.join(only_file[:5]) or '-'})")
+    if events is not None:   # before mne-bids reads them: it converts onsets and durations to sample numbers
+        check_events_inside(*events, duration_s=duration_s)
     return events
 
 
@@ -326,16 +434,19 @@ def _first_line(exc: BaseException) -> str:
 
 
 def read_line_frequency(recording: Recording) -> float | None:
+    """PowerLineFrequency (Hz) from the recording's ``*_ieeg.json``; None when it has none or says "n/a" (BIDS:
+    unknown; no notch, with a warning). Anything else that is not a positive finite number is refused, naming
+    the sidecar."""
     sidecar = find_sidecar(recording, "ieeg.json")
     if sidecar is None:
         return None
-    try:
-        value = json.loads(sidecar.read_text(encoding="utf-8")).get("PowerLineFrequency")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RecordingError(f"{sidecar}: not valid JSON ({exc})") from None
-    if isinstance(value, (int, float)) and value > 0:
-        return float(value)
-    return None
+    value = read_json_object(sidecar).get("PowerLineFrequency")
+    if value is None or value == "n/a":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise RecordingError(f"{sidecar}: PowerLineFrequency {json.dumps(value)[:40]} must be a positive "
+                             "frequency in Hz (50 or 60) or \"n/a\"")
+    return float(value)
 
 
 @contextmanager
@@ -367,13 +478,22 @@ def _without_sidecar_locks() -> Iterator[None]:
         _fileio._get_lock_context = locked
 
 
+def refuse_unreadable(recording: Recording) -> None:
+    """A format we cannot read, or a data file without its header (BrainVision .eeg/.vmrk, EEGLAB .fdt)."""
+    if recording.extension in UNREADABLE_EXTENSIONS:
+        raise RecordingError(f"{recording.path}: {recording.extension} recordings cannot be read (supported: "
+                             "EDF, BDF, BrainVision, EEGLAB)")
+    if recording.extension in COMPANION_OF:
+        header = recording.path.name[: -len(recording.extension)] + COMPANION_OF[recording.extension]
+        raise RecordingError(f"{recording.path}: data file without its header {header} (the recording cannot be "
+                             "read without it)")
+
+
 def read_raw(recording: Recording, checked: bool = False, preload: bool = True) -> mne.io.BaseRaw:
     """mne-bids read of the recording; any reader failure becomes a one-line RecordingError.
 
     ``checked``: :func:`check_bids_files` was already run. ``preload=False`` leaves the signal on disk."""
-    if recording.extension in UNREADABLE_EXTENSIONS:
-        raise RecordingError(f"{recording.path}: {recording.extension} recordings cannot be read (supported: "
-                             "EDF, BDF, BrainVision, EEGLAB)")
+    refuse_unreadable(recording)
     if not checked:
         check_bids_files(recording)
     bids_path = mne_bids.get_bids_path_from_fname(recording.path, check=False)
@@ -499,8 +619,8 @@ def open_recording(recording: Recording, include_dbs: bool = False,
     """Check a recording and find its usable analysed channels, reading the signal ``batch_channels`` channels at
     a time (default: :func:`channels_per_batch`); the signal stays on disk. Raises RecordingError with a one-line
     reason."""
-    # an unreadable format is refused by read_raw before its sidecars matter
-    events_table = None if recording.extension in UNREADABLE_EXTENSIONS else check_bids_files(recording)
+    refuse_unreadable(recording)   # before its sidecars matter
+    events_table = check_bids_files(recording)
     raw = read_raw(recording, checked=True, preload=False)
     if events_table is not None:
         check_events_inside(*events_table, duration_s=raw.n_times / raw.info["sfreq"])
@@ -534,7 +654,7 @@ def open_recording(recording: Recording, include_dbs: bool = False,
     if electrodes_file is not None:
         candidate = electrodes_file.with_name(electrodes_file.name.replace("_electrodes.tsv", "_coordsystem.json"))
         if candidate.exists():  # valid JSON: check_bids_files made sure
-            coordsystem = json.loads(candidate.read_text(encoding="utf-8"))
+            coordsystem = read_json_object(candidate)
     return OpenedRecording(
         raw=raw,
         sfreq=float(raw.info["sfreq"]),

@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-__all__ = ["notch_frequencies", "remove_line_noise", "line_noise_description"]
+__all__ = ["notch_count", "notch_frequencies", "remove_line_noise", "line_noise_description"]
 
 # Notches are kept clear of Nyquist, where a second-order notch degenerates.
 NYQUIST_FRACTION = 0.98
+# At most this many notches: mains at 50 or 60 Hz needs 7 up to 360 Hz (16.7 Hz railway mains 21), while a
+# PowerLineFrequency of 0.001 Hz would ask for hundreds of thousands (minutes of filtering per channel).
+MAX_NOTCHES = 64
 # Reflection padding long enough for the slowest notch's transient to decay to this fraction.
 _EDGE_DECAY = 1e-3
 
@@ -63,6 +66,9 @@ def notch_frequencies(sfreq: float, line_freq: float | None, *,
         raise ValueError(f"harmonics_up_to_hz must be positive or None, got {harmonics_up_to_hz!r}")
     line_freq = float(line_freq)
     nyquist_limit = NYQUIST_FRACTION * float(sfreq) / 2.0
+    count = notch_count(sfreq, line_freq, harmonics_up_to_hz=harmonics_up_to_hz)
+    if count > MAX_NOTCHES:
+        raise ValueError(f"line_freq {line_freq:g} Hz would need {count} notches (at most {MAX_NOTCHES})")
     freqs: list[float] = []
     k = 1
     while True:
@@ -72,6 +78,18 @@ def notch_frequencies(sfreq: float, line_freq: float | None, *,
         freqs.append(float(f))
         k += 1
     return freqs
+
+
+def notch_count(sfreq: float, line_freq: float, *, harmonics_up_to_hz: float | None = None) -> int:
+    """How many harmonics of ``line_freq`` lie below the limits of :func:`notch_frequencies` (a bound computed
+    without listing them: exact up to one at the boundary)."""
+    limit = NYQUIST_FRACTION * float(sfreq) / 2.0
+    if harmonics_up_to_hz is not None:
+        limit = min(limit, float(harmonics_up_to_hz))
+    if not line_freq > 0 or not math.isfinite(line_freq):
+        return 0
+    ratio = limit / float(line_freq)
+    return int(ratio) + 1 if math.isfinite(ratio) else 2**63 - 1
 
 
 def _notch_sos(sfreq: float, freqs: list[float], quality: float) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import matplotlib
@@ -12,6 +13,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 DPI = 90
+
+
+def _plain_text(draw):
+    """Labels from the dataset (channel, region, task names) are drawn as written: '$...$' in a name would
+    otherwise be parsed as matplotlib mathtext, and crash the report when it is not valid TeX."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return draw(*args, **kwargs)
+    return drawn
 
 
 def _png(fig) -> bytes:
@@ -28,6 +39,7 @@ def _empty(message: str) -> bytes:
     return _png(fig)
 
 
+@_plain_text
 def spectrogram_example(spectrogram: np.ndarray, freqs_hz: np.ndarray, frame_rate_hz: float, start_time_s: float,
                         title: str, events: pd.DataFrame | None = None, seconds: float = 20.0) -> bytes:
     """log10 magnitude of one electrode, (n_frames, n_freqs), first ``seconds`` s after the edge zone, with event
@@ -51,6 +63,7 @@ def spectrogram_example(spectrogram: np.ndarray, freqs_hz: np.ndarray, frame_rat
     return _png(fig)
 
 
+@_plain_text
 def embedding_scatter(embeddings: np.ndarray, labels: list[str], title: str) -> bytes:
     """First two principal components of event embeddings (n_events, d), coloured by label."""
     x = np.asarray(embeddings, np.float64)
@@ -71,6 +84,7 @@ def embedding_scatter(embeddings: np.ndarray, labels: list[str], title: str) -> 
     return _png(fig)
 
 
+@_plain_text
 def auc_by_feature(summary: pd.DataFrame, title: str) -> bytes:
     """Electrode probes' mean AUC per feature (one box per feature) with the chance band."""
     rows = summary[summary["probe"] == "electrode"]
@@ -100,11 +114,13 @@ def auc_by_feature(summary: pd.DataFrame, title: str) -> bytes:
     return _png(fig)
 
 
+@_plain_text
 def auc_by_region(summary: pd.DataFrame, title: str) -> bytes:
     """Mean electrode AUC per region (rows) and feature (columns) as a heat map."""
     return _electrode_auc_heatmap(summary, "region", title, "mean ROC-AUC")
 
 
+@_plain_text
 def electrode_auc_map(summary: pd.DataFrame, title: str) -> bytes:
     """AUC per electrode (rows) and feature (columns) for one subject and target."""
     return _electrode_auc_heatmap(summary, "electrode", title, "ROC-AUC")
@@ -128,6 +144,7 @@ def _heatmap(table: pd.DataFrame, title: str, label: str, vmin=None, vmax=None) 
     return _png(fig)
 
 
+@_plain_text
 def data_efficiency_curve(efficiency: pd.DataFrame, title: str) -> bytes:
     """Population-probe AUC (mean over draws, folds and subjects) against training-set size, per feature."""
     if efficiency is None or len(efficiency) == 0:
@@ -146,6 +163,7 @@ def data_efficiency_curve(efficiency: pd.DataFrame, title: str) -> bytes:
     return _png(fig)
 
 
+@_plain_text
 def decoding_figures(summary: pd.DataFrame, efficiency: pd.DataFrame | None) -> dict[str, bytes]:
     """The group figures of one task: by feature, by region, data efficiency."""
     out = {}
@@ -157,6 +175,7 @@ def decoding_figures(summary: pd.DataFrame, efficiency: pd.DataFrame | None) -> 
     return out
 
 
+@_plain_text
 def dimensionality_by_region(regions: pd.DataFrame) -> bytes:
     """Mean (± sd) intrinsic dimension per region, one bar per feature."""
     if regions is None or regions.empty:

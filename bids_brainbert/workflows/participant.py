@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -24,17 +25,19 @@ from .. import __version__
 from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig, seed_everything
-from ..errors import BidsBrainbertError, RecordingError, resource_exhaustion
-from ..io.loading import (LoadedRecording, OpenedRecording, channels_per_batch, check_fits_analysis,
+from ..errors import BidsBrainbertError, OneLineFormatter, RecordingError, resource_exhaustion
+from ..interrupts import install_worker_handlers, working
+from ..io.loading import (LoadedRecording, OpenedRecording, channels_per_batch, check_fits_analysis, find_sidecar,
                           open_recording)
 from ..io.npy_stream import NpyRowWriter, read_rows
 from ..preprocessing import (ReferencePlan, line_noise_description, reference_plan, remove_line_noise,
                              resample_signal, resampling_description)
 from ..preprocessing.batched import preprocessed_batches
+from ..preprocessing.line_noise import MAX_NOTCHES, notch_count
 from ..preprocessing.resampling import resampled_length
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
 from .embeddings import ModelSource, write_embeddings
-from .scratch import remove_abandoned_scratch, scratch_dir
+from .scratch import remove_abandoned_scratch, scratch_dir, scratch_parent
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -56,6 +59,12 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str,
                       model_source: ModelSource | None = None) -> RecordingOutcome:
     """Write the spectrogram (and, given a model, embedding) derivatives of one recording; never raises for a
     bad recording."""
+    with working():
+        return _process_recording(recording, config, run_id, model_source)
+
+
+def _process_recording(recording: Recording, config: RunConfig, run_id: str,
+                       model_source: ModelSource | None) -> RecordingOutcome:
     started = time.perf_counter()
     handler = _attach_subject_log(config, recording.subject, run_id)
     try:
@@ -69,9 +78,12 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str,
     except (MemoryError, OSError) as exc:
         message = resource_exhaustion(exc, recording.path, config.output_dir)
         if message is None:   # another OSError: the file and the system's reason
-            message = f"{exc.filename or recording.path}: {exc.strerror or exc} (not writable?)"
+            message = _os_error_message(exc, recording, config)
         LOGGER.error("%s", message)
         outcome = RecordingOutcome(recording.relative_path, "failed", message)
+    except KeyboardInterrupt:   # Ctrl-C or SIGTERM: what was renamed into place for this recording goes too
+        _discard_incomplete(spectrogram_paths_for(config, recording), config.output_dir)
+        raise
     except Exception as exc:  # a bug or an input we did not foresee must not stop the other recordings
         message = f"{recording.path}: unexpected error ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
         LOGGER.exception("%s", message)
@@ -83,6 +95,17 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str,
         _discard_incomplete(spectrogram_paths_for(config, recording), config.output_dir)
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _os_error_message(exc: OSError, recording: Recording, config: RunConfig) -> str:
+    """The file and the system's reason; "not writable?" only for a file we write (output or work directory),
+    an input that cannot be read is said to be one."""
+    where = Path(exc.filename) if exc.filename else recording.path
+    reason = exc.strerror or str(exc)
+    writable_roots = [Path(d).absolute() for d in (config.output_dir, scratch_parent(config.work_dir)) if d]
+    if any(where.absolute() == root or root in where.absolute().parents for root in writable_roots):
+        return f"{where}: {reason} (not writable?)"
+    return f"{where}: cannot be read ({reason})"
 
 
 def _discard_incomplete(paths: dict[str, Path], output_dir: Path) -> None:
@@ -109,7 +132,7 @@ def _attach_subject_log(config: RunConfig, subject: str, run_id: str) -> logging
     log_dir = subject_log_dir(config, subject, run_id)
     log_dir.mkdir(parents=True, exist_ok=True)
     handler = _SubjectLogHandler(log_dir / "bids-brainbert.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(message)s"))
+    handler.setFormatter(OneLineFormatter("%(asctime)s | %(levelname)s | %(message)s"))
     LOGGER.addHandler(handler)
     return handler
 
@@ -117,6 +140,7 @@ def _attach_subject_log(config: RunConfig, subject: str, run_id: str) -> logging
 def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
     paths = {k: deriv.ensure_inside(config.output_dir, p)
              for k, p in deriv.spectrogram_paths(config.output_dir, recording, config.spectrogram).items()}
+    check_name_lengths(recording, config, paths["data"].parent)
     for stale in deriv.remove_stale_temporaries(paths["data"].parent, recording.stem_entities):
         LOGGER.info("%s: removed %s left by an interrupted run", recording.relative_path, stale.name)
     if not config.overwrite and deriv.is_complete(paths):
@@ -152,6 +176,21 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
     return RecordingOutcome(recording.relative_path, "written", "", [str(p) for p in paths.values()])
 
 
+def check_name_lengths(recording: Recording, config: RunConfig, folder: Path) -> None:
+    """Derivative names add a desc entity and a suffix to the recording's, and a temporary name adds more: a name
+    the file system cannot hold is refused up front, naming the input (not a scratch or temporary file)."""
+    names = [f"{recording.stem_entities}_desc-{config.spectrogram}_spectrogram.json",
+             f"{recording.stem_entities}_desc-{config.model_label}Events_embeddings.json"]
+    longest = max(len(os.fsencode(name)) for name in names) + len(f".{deriv.TMP_MARK}") + 8  # mkstemp's suffix
+    try:
+        limit = os.pathconf(folder if folder.exists() else config.output_dir, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if longest > limit:
+        raise RecordingError(f"{recording.path}: file name too long for its derivatives ({longest} bytes with the "
+                             f"derivative suffixes; the output file system allows {limit}): shorten its labels")
+
+
 @dataclass
 class PreprocessingSteps:
     """What preprocessing does to one recording, decided before any signal is read."""
@@ -171,6 +210,10 @@ def preprocessing_steps(info: LoadedRecording | OpenedRecording, config: RunConf
     description: dict = {"InputSamplingFrequency": info.sfreq}
     notch = {"harmonics_up_to_hz": config.line_noise_max_hz, "quality": config.line_noise_quality}
     line_freq = info.line_freq if config.line_noise and info.line_freq else None
+    if line_freq and notch_count(info.sfreq, line_freq, harmonics_up_to_hz=config.line_noise_max_hz) > MAX_NOTCHES:
+        raise RecordingError(f"{find_sidecar(recording, 'ieeg.json') or recording.path}: PowerLineFrequency "
+                             f"{line_freq:g} Hz would need more than {MAX_NOTCHES} notches up to "
+                             f"{config.line_noise_max_hz:g} Hz (mains is 50 or 60 Hz; or use --no-line-noise)")
     if line_freq:
         description["LineNoise"] = line_noise_description(info.sfreq, line_freq, **notch)
     else:
@@ -302,6 +345,7 @@ def spectrogram_sidecar(recording: Recording, config: RunConfig, front_end: Spec
 
 
 def _worker_init(seed: int) -> None:
+    install_worker_handlers()   # a worker interrupted by SIGTERM removes its temporary files like on Ctrl-C
     # one thread per worker: --nprocs recordings in parallel must not oversubscribe the cores
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
@@ -323,11 +367,15 @@ def run_participant_level(config: RunConfig, recordings: list[Recording], run_id
     with ProcessPoolExecutor(max_workers=config.nprocs, mp_context=get_context("spawn"),
                              initializer=_worker_init, initargs=(config.random_seed,)) as pool:
         futures = [pool.submit(process_recording, r, config, run_id, model_source) for r in recordings]
-        for recording, future in zip(recordings, tqdm(futures, desc="recordings", unit="rec", disable=None)):
-            try:
-                outcomes.append(future.result())
-            except BrokenProcessPool:
-                outcomes.append(_killed_worker_outcome(recording, config))
+        try:
+            for recording, future in zip(recordings, tqdm(futures, desc="recordings", unit="rec", disable=None)):
+                try:
+                    outcomes.append(future.result())
+                except BrokenProcessPool:
+                    outcomes.append(_killed_worker_outcome(recording, config))
+        except KeyboardInterrupt:
+            _interrupt_workers(pool, futures)
+            raise
     if any(o.message.endswith(KILLED_HINT) for o in outcomes):
         # the pool is down: every worker is gone, so what they were writing can be removed now
         remove_abandoned_scratch(config.work_dir)
@@ -338,6 +386,20 @@ def run_participant_level(config: RunConfig, recordings: list[Recording], run_id
                     deriv.remove_stale_temporaries(paths["data"].parent, recording.stem_entities)
                 _discard_incomplete(paths, config.output_dir)
     return outcomes
+
+
+def _interrupt_workers(pool: ProcessPoolExecutor, futures) -> None:
+    """Interrupted (Ctrl-C, SIGTERM): recordings not started are dropped and the workers are interrupted too,
+    so that they remove their temporary files (a signal sent to this process alone would otherwise leave them
+    running through the whole queue)."""
+    for future in futures:
+        future.cancel()
+    for process in list(getattr(pool, "_processes", {}).values()):   # no public handle on the workers
+        if process.is_alive():
+            try:
+                os.kill(process.pid, signal.SIGTERM)
+            except OSError:
+                pass
 
 
 KILLED_HINT = "(out of memory? try fewer --nprocs or a smaller --channel-batch-size)"

@@ -57,7 +57,8 @@ def scratch_dir(work_dir: Path | None, name: str) -> Iterator[Path]:
     fd = os.open(making, os.O_RDONLY)
     try:
         _lock(fd)
-        path = parent / f"{PREFIX}{os.getpid()}@{_host()}.{name}.{making.name.rsplit('.', 1)[-1]}"
+        # the recording's name is only a hint for people looking at the folder: cut so the name always fits
+        path = parent / f"{PREFIX}{os.getpid()}@{_host()}.{name[:80]}.{making.name.rsplit('.', 1)[-1]}"
         os.rename(making, path)
         try:
             yield path
