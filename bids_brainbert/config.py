@@ -101,7 +101,7 @@ class RunConfig:
     checkpoint_every: int = 500
 
     # group-level analyses (see workflows/analyses.py)
-    analysis: str = "all"                     # all | pretrain | decoding | dimensionality | reports
+    analysis: str = "all"                     # all | pretrain | decoding | population | dimensionality | reports
     decoding_column: str = "trial_type"
     decoding_contrast: list[str] = field(default_factory=list)     # "A,B" each; empty = one-vs-rest per value
     decoding_window_s: float = 5.0
@@ -112,6 +112,7 @@ class RunConfig:
     decoding_permutation_scheme: str = "shuffle"                  # "shuffle" | "shift" (block designs)
     data_efficiency_sizes: list[int] = field(default_factory=lambda: [50, 100, 200, 500, 1000])
     data_efficiency_draws: int = 5
+    population_steps: int = 300                                   # population model pretraining steps
     dimensionality_examples: int = 500
     dimensionality_threshold: float = 0.95
     atlas: Path | None = None

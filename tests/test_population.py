@@ -131,3 +131,50 @@ def test_pretraining_is_seeded_and_checkpoints_round_trip_in_safetensors(tmp_pat
     (tmp_path / "model" / "population.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="d_model"):
         load_population(tmp_path / "model")
+
+
+# ------------------------------------------------------------------------------------------------ group level
+GROUP = ["--train-steps", "12", "--batch-size", "8", "--checkpoint-every", "6", "--model-size", "small",
+         "--train-window-s", "2", "--embedding-window-s", "2", "--decoding-window-s", "2", "--skip-bids-validation",
+         "--random-seed", "5", "--decoding-permutations", "10", "--data-efficiency-draws", "0",
+         "--population-steps", "20"]
+
+
+def test_group_level_population_model_joins_the_decoding_tables_and_the_report(demo_derivatives, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from bids_brainbert.cli.run import main
+
+    root, out, truth = demo_derivatives
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    run = [str(root), str(copy), "group", *GROUP]
+    assert main(run + ["--analysis", "pretrain"]) == 0
+    assert main(run + ["--analysis", "decoding", "--decoding-features", "embeddings"]) == 0
+    assert main(run + ["--analysis", "population"]) == 0
+    read = lambda name: pd.read_csv(copy / f"task-listening_desc-decoding_{name}.tsv", sep="\t",  # noqa: E731
+                                    dtype={"subject": str}, keep_default_na=False)
+    summary, scores = read("summary"), read("scores")
+    mine = summary[summary["feature"] == "populationBrainbert"]
+    assert set(mine["subject"]) == set(truth.responsive) and set(mine["probe"]) == {"population"}
+    assert mine["auc_mean"].between(0, 1).all() and (mine["electrode"] == "n/a").all()
+    assert "brainbert" in set(summary["feature"]), "the per-electrode and concatenated rows are kept"
+    # the readout is scored on exactly the folds of the concatenated population probe
+    fold_sizes = (scores[scores["probe"] == "population"].groupby(["subject", "feature"])[["n_train", "n_test"]]
+                  .apply(lambda f: [tuple(r) for r in f.to_numpy()]))
+    for subject in truth.responsive:
+        assert fold_sizes.loc[(subject, "populationBrainbert")] == fold_sizes.loc[(subject, "brainbert")]
+    sidecar = json.loads((copy / "task-listening_desc-decoding_summary.json").read_text())
+    info = sidecar["Features"]["populationBrainbert"]
+    assert info["Pretraining"]["Steps"] == 20 and sorted(info["Pretraining"]["Subjects"]) == sorted(truth.responsive)
+    checkpoint = copy / info["Checkpoint"]
+    model = load_population(checkpoint)
+    assert model.config.d_in == info["PopulationModel"]["d_in"]
+    report = (copy / "group_ieeg.html").read_text()
+    assert "Population model, task listening" in report and "populationBrainbert" in report
+    # a rerun replaces its rows, it does not add to them
+    assert main(run + ["--analysis", "population"]) == 0
+    again = read("summary")
+    assert len(again) == len(summary) and (again["feature"] == "populationBrainbert").sum() == len(mine)

@@ -147,9 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (500)")
 
     ana = parser.add_argument_group("group level: analyses and reports")
-    ana.add_argument("--analysis", choices=("all", "pretrain", "decoding", "dimensionality", "reports"),
-                     help="all: pretrain, embed, decode, dimensionality, reports; the others run alone from existing "
-                          "derivatives (pretrain = pretrain + embed); reports are refreshed after each")
+    ana.add_argument("--analysis", choices=("all", "pretrain", "decoding", "population", "dimensionality", "reports"),
+                     help="all: pretrain, embed, decode, population model, dimensionality, reports; the others run "
+                          "alone from existing derivatives (pretrain = pretrain + embed); reports are refreshed "
+                          "after each")
     ana.add_argument("--decoding-column", metavar="COLUMN", help="events.tsv column to decode (trial_type)")
     ana.add_argument("--decoding-contrast", nargs="+", metavar="A,B",
                      help="contrasts 'A,B' (A positive); default: each value against the rest")
@@ -168,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training-set sizes (50 100 200 500 1000; those fitting the data are used)")
     ana.add_argument("--data-efficiency-draws", type=_non_negative_int, metavar="N",
                      help="random draws per size (5; 0 disables the curve)")
+    ana.add_argument("--population-steps", type=_positive_int, metavar="N",
+                     help="self-supervised pretraining steps of the population model over electrode coordinates "
+                          "(300)")
     ana.add_argument("--dimensionality-examples", type=_positive_int, metavar="N",
                      help="windows per electrode for PCA (500, as BrainBERT)")
     ana.add_argument("--dimensionality-threshold", type=_fraction, metavar="F",
