@@ -70,3 +70,35 @@ def test_finetuning_beats_the_frozen_probe_on_a_pattern_the_frozen_readout_avera
     assert [len(f.test) for f in tuned.folds] == [len(f.test) for f in frozen.fold_splits]
     assert tuned.auc_mean > 0.8 and tuned.auc_mean > frozen.auc_mean + 0.15, (tuned.auc_mean, frozen.auc_mean)
     assert all(1 <= f.best_epoch <= f.epochs for f in tuned.folds)
+
+
+def test_group_level_finetune_writes_its_rows_on_the_probes_folds(demo_derivatives, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from bids_brainbert.cli.run import main
+
+    root, out, _ = demo_derivatives
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    common = [str(root), str(copy), "group", "--participant-label", "03", "--train-steps", "6", "--batch-size", "8",
+              "--checkpoint-every", "6", "--model-size", "small", "--train-window-s", "2", "--embedding-window-s",
+              "2", "--decoding-window-s", "2", "--skip-bids-validation", "--random-seed", "5",
+              "--decoding-permutations", "0", "--data-efficiency-draws", "0"]
+    assert main(common + ["--analysis", "pretrain"]) == 0
+    assert main(common + ["--analysis", "decoding", "--decoding-features", "embeddings"]) == 0
+    channels = pd.read_csv(next(copy.glob("sub-03/**/*_desc-superlet_channels.tsv")), sep="\t")
+    chosen = channels["name"].astype(str).tolist()[:2]
+    assert main(common + ["--analysis", "finetune", "--finetune-epochs", "2", "--finetune-electrodes", *chosen]) == 0
+    scores = pd.read_csv(copy / "task-listening_desc-decoding_scores.tsv", sep="\t", dtype={"subject": str},
+                         keep_default_na=False)
+    tuned = scores[scores["feature"] == "brainbertFinetuned"]
+    assert sorted(set(tuned["electrode"])) == sorted(chosen) and tuned["auc"].astype(float).between(0, 1).all()
+    for name in chosen:
+        frozen = scores[(scores["feature"] == "brainbert") & (scores["electrode"] == name)]
+        mine = tuned[tuned["electrode"] == name]
+        assert mine[["fold", "n_train", "n_test"]].values.tolist() == frozen[["fold", "n_train", "n_test"]].values.tolist()
+    summary = pd.read_csv(copy / "task-listening_desc-decoding_summary.tsv", sep="\t", keep_default_na=False)
+    assert set(summary.loc[summary["feature"] == "brainbertFinetuned", "p_value"]) == {"n/a"}
+    assert "brainbertFinetuned" in (copy / "group_ieeg.html").read_text()

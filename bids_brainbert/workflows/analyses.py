@@ -40,7 +40,7 @@ from .participant import preprocess, spectrogram_paths_for
 
 LOGGER = logging.getLogger("bids_brainbert")
 
-ANALYSES = ("all", "pretrain", "decoding", "population", "dimensionality", "reports")
+ANALYSES = ("all", "pretrain", "decoding", "population", "finetune", "dimensionality", "reports")
 BASELINES = ("voltage", "superlet", "stft", "laplacian")
 FEATURE_CHOICES = BASELINES + ("embeddings",)
 FIGURES_DIR = "figures"
@@ -623,6 +623,9 @@ def run_group_analyses(config: RunConfig, recordings: list[Recording], analysis:
     if analysis in ("all", "population"):          # the population model over coordinates: workflows/population.py
         from .population import run_population
         written += run_population(config, recordings)
+    if analysis == "finetune":                      # supervised fine-tuning per electrode: workflows/finetune.py
+        from .finetune import run_finetune
+        written += run_finetune(config, recordings)
     if analysis in ("all", "dimensionality"):
         written += run_dimensionality(config, recordings, atlas)
     written.append(write_citation(config, analysis))

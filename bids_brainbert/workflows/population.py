@@ -146,7 +146,8 @@ def _read_out(subject, examples, tokens, targets, feature, trained, params, rng,
 
 
 def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summary_rows, info) -> list[Path]:
-    """Replace this analysis's rows of the decoding tables (written by ``--analysis decoding`` or not at all)."""
+    """Replace this analysis's rows of the decoding tables (written by ``--analysis decoding`` or not at all);
+    also used by ``--analysis finetune``."""
     written = []
     for name, rows, columns in (("scores", score_rows, group.SCORE_COLUMNS),
                                 ("summary", summary_rows, group.SUMMARY_COLUMNS)):
@@ -159,7 +160,7 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
         sidecar = deriv.read_json(path.with_suffix(".json")) if path.with_suffix(".json").exists() else {
             **group.provenance(config), "Task": task, "DecodingColumn": config.decoding_column,
             "CrossValidation": group.decoding_params(config).to_dict(),
-            "Description": f"Cross-validated ROC-AUC ({name}) of the population model's readout",
+            "Description": f"Cross-validated ROC-AUC ({name}) of the population model or fine-tuning",
             **{c: {"Description": d} for c, d in columns.items()}}
         sidecar.setdefault("Features", {}).update(info)
         written.append(group.write_table(config, path.name, new, sidecar))
