@@ -32,7 +32,7 @@ from .decoding import roc_auc
 
 @dataclass(frozen=True)
 class FinetuneParams:
-    top_layers: int | None = 2        # transformer layers trained (from the top); None = all (and the input stage)
+    top_layers: int | None = 1        # transformer layers trained (from the top); None = all (and the input stage)
     max_epochs: int = 30
     patience: int = 5                 # epochs without a better inner-validation AUC before stopping
     lr: float = 1e-3
