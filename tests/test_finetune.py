@@ -98,7 +98,8 @@ def test_group_level_finetune_writes_its_rows_on_the_probes_folds(demo_derivativ
     for name in chosen:
         frozen = scores[(scores["feature"] == "brainbert") & (scores["electrode"] == name)]
         mine = tuned[tuned["electrode"] == name]
-        assert mine[["fold", "n_train", "n_test"]].values.tolist() == frozen[["fold", "n_train", "n_test"]].values.tolist()
+        assert (mine[["fold", "n_train", "n_test"]].values.tolist()
+                == frozen[["fold", "n_train", "n_test"]].values.tolist())
     summary = pd.read_csv(copy / "task-listening_desc-decoding_summary.tsv", sep="\t", keep_default_na=False)
     assert set(summary.loc[summary["feature"] == "brainbertFinetuned", "p_value"]) == {"n/a"}
     assert "brainbertFinetuned" in (copy / "group_ieeg.html").read_text()
