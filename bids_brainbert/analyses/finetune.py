@@ -43,6 +43,14 @@ class FinetuneParams:
     pooling: str = "middle"
     middle_frames: int = 10
 
+    def __post_init__(self):
+        from ..errors import UsageError
+
+        if (self.top_layers is not None and self.top_layers < 0) or self.max_epochs < 1 or self.patience < 1 \
+                or self.batch_size < 1 or self.validation_folds < 2:
+            raise UsageError(f"fine-tuning: layers must be >= 0, epochs, patience and batch >= 1 and validation "
+                             f"folds >= 2, got {self.to_dict()}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

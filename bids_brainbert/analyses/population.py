@@ -95,6 +95,13 @@ class PretrainParams:
     weight_decay: float = 0.01
     replace_fraction: float = 0.15             # electrodes of a half that get another window's embedding
 
+    def __post_init__(self):
+        from ..errors import UsageError
+
+        if self.steps < 1 or self.batch_windows < 1 or self.lr <= 0 or not 0 < self.replace_fraction < 1:
+            raise UsageError(f"population pretraining: steps and batch must be >= 1, lr > 0 and the replaced "
+                             f"fraction in (0, 1), got {self.to_dict()}")
+
     def to_dict(self) -> dict:
         return asdict(self)
 

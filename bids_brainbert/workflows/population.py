@@ -169,8 +169,6 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
 
 def report_section(config: RunConfig, task: str):
     """The group report's section on the population model (None when it has not run for ``task``)."""
-    from html import escape
-
     from ..reports.html import Section, paragraph, table
 
     summary = group._read_tsv(group.root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
@@ -203,4 +201,4 @@ def report_section(config: RunConfig, task: str):
     body += "<h3>Readout AUC beside the concatenated population probe</h3>" + table(
         shown[["subject", "target", "feature", "auc_mean", "auc_sd", "chance_high", "p_value"]]
         .sort_values(["subject", "target", "feature"]))
-    return Section(f"Population model, task {escape(task)}", body)
+    return Section(f"Population model, task {task}", body)      # render() escapes titles, table() cells
