@@ -103,7 +103,7 @@ class RunConfig:
     checkpoint_every: int = 500
 
     # group-level analyses (see workflows/analyses.py)
-    analysis: str = "all"                     # all | pretrain | decoding | dimensionality | reports
+    analysis: str = "all"             # all | pretrain | decoding | population | finetune | dimensionality | reports
     decoding_column: str = "trial_type"
     decoding_contrast: list[str] = field(default_factory=list)     # "A,B" each; empty = one-vs-rest per value
     decoding_window_s: float = 5.0
@@ -114,6 +114,10 @@ class RunConfig:
     decoding_permutation_scheme: str = "shuffle"                  # "shuffle" | "shift" (block designs)
     data_efficiency_sizes: list[int] = field(default_factory=lambda: [50, 100, 200, 500, 1000])
     data_efficiency_draws: int = 5
+    population_steps: int = 300                                   # population model pretraining steps
+    finetune_layers: int = 1                                      # top encoder layers fine-tuned; 0 = all
+    finetune_epochs: int = 10
+    finetune_electrodes: list[str] = field(default_factory=list)  # empty = every electrode
     dimensionality_examples: int = 500
     dimensionality_threshold: float = 0.95
     atlas: Path | None = None

@@ -156,9 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (500)")
 
     ana = parser.add_argument_group("group level: analyses and reports")
-    ana.add_argument("--analysis", choices=("all", "pretrain", "decoding", "dimensionality", "reports"),
-                     help="all: pretrain, embed, decode, dimensionality, reports; the others run alone from existing "
-                          "derivatives (pretrain = pretrain + embed); reports are refreshed after each")
+    ana.add_argument("--analysis", choices=("all", "pretrain", "decoding", "population", "finetune", "dimensionality",
+                                                 "reports"),
+                     help="all: pretrain, embed, decode, population model, dimensionality, reports; the others run "
+                          "alone from existing derivatives (pretrain = pretrain + embed); reports are refreshed "
+                          "after each; finetune (fine-tuning per electrode) is not part of all")
     ana.add_argument("--decoding-column", metavar="COLUMN", help="events.tsv column to decode (trial_type)")
     ana.add_argument("--decoding-contrast", nargs="+", metavar="A,B",
                      help="contrasts 'A,B' (A positive); default: each value against the rest")
@@ -177,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training-set sizes (50 100 200 500 1000; those fitting the data are used)")
     ana.add_argument("--data-efficiency-draws", type=_non_negative_int, metavar="N",
                      help="random draws per size (5; 0 disables the curve)")
+    ana.add_argument("--population-steps", type=_positive_int, metavar="N",
+                     help="self-supervised pretraining steps of the population model over electrode coordinates "
+                          "(300)")
+    ana.add_argument("--finetune-layers", type=_non_negative_int, metavar="K",
+                     help="--analysis finetune: top encoder layers trained with the head (1; 0 = all layers)")
+    ana.add_argument("--finetune-epochs", type=_positive_int, metavar="N",
+                     help="--analysis finetune: most epochs per fold, early-stopped on an inner split (10)")
+    ana.add_argument("--finetune-electrodes", nargs="+", metavar="NAME",
+                     help="--analysis finetune: electrodes fine-tuned (all)")
     ana.add_argument("--dimensionality-examples", type=_positive_int, metavar="N",
                      help="windows per electrode for PCA (500, as BrainBERT)")
     ana.add_argument("--dimensionality-threshold", type=_fraction, metavar="F",

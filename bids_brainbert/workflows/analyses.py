@@ -40,7 +40,7 @@ from .participant import preprocess, spectrogram_paths_for
 
 LOGGER = logging.getLogger("bids_brainbert")
 
-ANALYSES = ("all", "pretrain", "decoding", "dimensionality", "reports")
+ANALYSES = ("all", "pretrain", "decoding", "population", "finetune", "dimensionality", "reports")
 BASELINES = ("voltage", "superlet", "stft", "laplacian")
 FEATURE_CHOICES = BASELINES + ("embeddings",)
 FIGURES_DIR = "figures"
@@ -620,6 +620,12 @@ def run_group_analyses(config: RunConfig, recordings: list[Recording], analysis:
     written: list[Path] = []
     if analysis in ("all", "decoding"):
         written += run_decoding(config, recordings, atlas)
+    if analysis in ("all", "population"):          # the population model over coordinates: workflows/population.py
+        from .population import run_population
+        written += run_population(config, recordings)
+    if analysis == "finetune":                      # supervised fine-tuning per electrode: workflows/finetune.py
+        from .finetune import run_finetune
+        written += run_finetune(config, recordings)
     if analysis in ("all", "dimensionality"):
         written += run_dimensionality(config, recordings, atlas)
     written.append(write_citation(config, analysis))
@@ -791,6 +797,9 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
             if generalization is not None and len(generalization):
                 body += heading("Generalization to subjects held out of pretraining") + table(generalization)
             sections.append(Section(f"Decoding, task {task}", body))
+        from .population import report_section as population_section      # workflows/population.py
+        if (population := population_section(config, task)) is not None:
+            sections.append(population)
         regions = _read_tsv(root_path(config, f"task-{task}_desc-dimensionality_regions.tsv"))
         if regions is not None and len(regions):
             sections.append(Section(f"Intrinsic dimensionality, task {task}",

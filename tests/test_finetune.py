@@ -1,0 +1,105 @@
+"""Supervised fine-tuning inside the probes' outer folds: no test window is ever seen in training, and on a
+simulated dataset built for it, fine-tuning beats the frozen probe of the same encoder.
+
+The simulated spectrogram windows carry an event-related pattern in time that averages to zero over the middle
+frames (a band rises then falls for one class, falls then rises for the other): the frozen encoder pooled over
+the middle frames keeps little of it, a fine-tuned one can learn to.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from bids_brainbert.analyses.cross_validation import leakage_free_folds
+from bids_brainbert.analyses.decoding import DecodingParams, decode
+from bids_brainbert.analyses.finetune import FinetuneParams, finetune_decode
+from bids_brainbert.embedding import EmbeddingParams, embed_windows
+from bids_brainbert.model import ModelConfig
+from bids_brainbert.model.encoder import build_model
+
+N, FRAMES, FREQS = 120, 24, 8
+TINY = ModelConfig(n_freqs=FREQS, d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, max_frames=64)
+PARAMS = FinetuneParams(top_layers=None, max_epochs=25, patience=6, lr=3e-3, batch_size=16)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def simulated_windows(seed, effect=0.7, n_runs=1):
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(N) % 2)
+    x = rng.standard_normal((N, FRAMES, FREQS)).astype(np.float32)
+    sign = np.where(y == 1, 1.0, -1.0)[:, None, None]
+    x[:, 7:12, 2:5] += effect * sign                 # the middle 10 frames are 7..16: the pattern sums to zero
+    x[:, 12:17, 2:5] -= effect * sign
+    starts = np.arange(N) * 1.5                      # 2 s windows every 1.5 s: neighbours overlap
+    runs = np.repeat(np.arange(n_runs), N // n_runs)
+    return x, y, starts, starts + 2.0, runs
+
+
+def encoder():
+    return build_model(TINY, seed=0)
+
+
+def test_finetuning_never_sees_a_test_window():
+    x, y, starts, stops, runs = simulated_windows(1)
+    result = finetune_decode(x, y, starts, stops, runs, encoder, FinetuneParams(max_epochs=2, batch_size=16))
+    folds, _ = leakage_free_folds(starts, stops, runs, n_folds=5)
+    assert [f.test.tolist() for f in result.folds] == [f.test.tolist() for f in folds], "the probes' outer folds"
+    for fold in result.folds:
+        assert len(fold.seen) and len(fold.validation)
+        assert not set(fold.seen) & set(fold.test.tolist())
+        assert set(fold.seen) <= set(fold.train.tolist()) | set(fold.validation.tolist())
+        # nothing the model ran on overlaps a test window in time, nor does the validation block the fitted part
+        for used, held in ((fold.seen, fold.test), (fold.train, fold.validation)):
+            overlap = (stops[used][:, None] > starts[held][None, :]) & (starts[used][:, None] < stops[held][None, :])
+            assert not overlap.any()
+
+
+def test_finetuning_beats_the_frozen_probe_on_a_pattern_the_frozen_readout_averages_away():
+    x, y, starts, stops, runs = simulated_windows(2)
+    frozen_features = embed_windows(encoder(), x, EmbeddingParams(window_s=2.0, middle_frames=10))
+    frozen = decode(frozen_features, y, starts, stops, runs, DecodingParams(n_permutations=0),
+                    np.random.default_rng(0))
+    tuned = finetune_decode(x, y, starts, stops, runs, encoder, PARAMS, seed=3)
+    assert [len(f.test) for f in tuned.folds] == [len(f.test) for f in frozen.fold_splits]
+    assert tuned.auc_mean > 0.8 and tuned.auc_mean > frozen.auc_mean + 0.15, (tuned.auc_mean, frozen.auc_mean)
+    assert all(1 <= f.best_epoch <= f.epochs for f in tuned.folds)
+
+
+def test_group_level_finetune_writes_its_rows_on_the_probes_folds(demo_derivatives, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from bids_brainbert.cli.run import main
+
+    root, out, _ = demo_derivatives
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    common = [str(root), str(copy), "group", "--participant-label", "03", "--train-steps", "6", "--batch-size", "8",
+              "--checkpoint-every", "6", "--model-size", "small", "--train-window-s", "2", "--embedding-window-s",
+              "2", "--decoding-window-s", "2", "--skip-bids-validation", "--random-seed", "5",
+              "--decoding-permutations", "0", "--data-efficiency-draws", "0"]
+    assert main(common + ["--analysis", "pretrain"]) == 0
+    assert main(common + ["--analysis", "decoding", "--decoding-features", "embeddings"]) == 0
+    channels = pd.read_csv(next(copy.glob("sub-03/**/*_desc-superlet_channels.tsv")), sep="\t")
+    chosen = channels["name"].astype(str).tolist()[:2]
+    assert main(common + ["--analysis", "finetune", "--finetune-epochs", "2", "--finetune-electrodes", *chosen]) == 0
+    scores = pd.read_csv(copy / "task-listening_desc-decoding_scores.tsv", sep="\t", dtype={"subject": str},
+                         keep_default_na=False)
+    tuned = scores[scores["feature"] == "brainbertFinetuned"]
+    assert sorted(set(tuned["electrode"])) == sorted(chosen) and tuned["auc"].astype(float).between(0, 1).all()
+    for name in chosen:
+        frozen = scores[(scores["feature"] == "brainbert") & (scores["electrode"] == name)]
+        mine = tuned[tuned["electrode"] == name]
+        assert (mine[["fold", "n_train", "n_test"]].values.tolist()
+                == frozen[["fold", "n_train", "n_test"]].values.tolist())
+    summary = pd.read_csv(copy / "task-listening_desc-decoding_summary.tsv", sep="\t", keep_default_na=False)
+    assert set(summary.loc[summary["feature"] == "brainbertFinetuned", "p_value"]) == {"n/a"}
+    assert "brainbertFinetuned" in (copy / "group_ieeg.html").read_text()
