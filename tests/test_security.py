@@ -137,9 +137,8 @@ HOSTILE = {
 
 
 def plant_hostile_names(root: Path) -> None:
-    """A channel, a bad-channel description and a trial type of sub-02 with markup, and a copy of its ieeg folder
-    under a session folder named with markup (folder names and table cells are free text no BIDS label check
-    covers; file names keep their entities, so the copy reads as the same recording)."""
+    """A channel, a bad-channel description and a trial type of sub-02 with markup (table cells are free text no
+    BIDS label check covers)."""
     ieeg = root / "sub-02" / "ieeg"
     for name in ("sub-02_task-rest_ieeg.vhdr", "sub-02_task-rest_channels.tsv", "sub-02_electrodes.tsv"):
         path = ieeg / name
@@ -152,7 +151,6 @@ def plant_hostile_names(root: Path) -> None:
     events = ieeg / "sub-02_task-rest_events.tsv"
     events.write_text(events.read_text(encoding="utf-8").replace("\ta\t", f"\t{HOSTILE['trial_type']}\t"),
                       encoding="utf-8")
-    shutil.copytree(ieeg, root / "sub-02" / f"ses-{HOSTILE['session']}" / "ieeg")
 
 
 class TestReportsEscapeDatasetText:
@@ -168,8 +166,20 @@ class TestReportsEscapeDatasetText:
         for text in HOSTILE.values():
             assert text not in report
         # the names are there, as text
-        for key in ("session", "channel", "status"):
+        for key in ("channel", "status"):
             assert html.escape(HOSTILE[key]) in report, key
+
+    def test_a_session_folder_named_with_markup_is_refused_before_any_report(self, dataset, tmp_path, capsys):
+        # its files' own session entity (none) disagrees with the folder: discovery refuses it (16), so the
+        # folder's name never reaches a report
+        ieeg = dataset / "sub-02" / "ieeg"
+        shutil.copytree(ieeg, dataset / "sub-02" / f"ses-{HOSTILE['session']}" / "ieeg")
+        out = tmp_path / "out"
+        code, err = run_cli([dataset, out, "participant", "--skip-bids-validation", "--participant-label", "02",
+                             "--spectrogram", "stft", "--reference", "car"], capsys)
+        assert code == 16, err
+        assert "does not match the folder" in err and len(err.strip().splitlines()) == 1
+        assert not (out / "sub-02.html").exists()
 
     def test_every_builder_escapes_what_it_is_given(self):
         import pandas as pd
