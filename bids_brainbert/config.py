@@ -85,6 +85,7 @@ class RunConfig:
     embedding_stride_s: float = 0.0           # 0 = the window length (non-overlapping)
     embedding_batch_size: int = 64
     device: str = "auto"
+    precision: str = "float32"                # "float32", "bfloat16" (autocast), "auto" (bf16 where native)
 
     # group-level pretraining
     init_model: Path | None = None

@@ -337,3 +337,21 @@ def test_distributed_data_parallel_on_two_cpu_processes(dataset, reference_run, 
     single = final_weights(reference_run)
     assert {k: tuple(v.shape) for k, v in distributed.items()} == {k: tuple(v.shape) for k, v in single.items()}
     assert any(not torch.equal(distributed[k], single[k]) for k in single)    # trained on other batches
+
+
+def test_bf16_pretraining_follows_the_float32_loss_curve(dataset, reference_run, tmp_path):
+    """--precision bfloat16: the same steps, a loss curve close to float32's, and the card says which ran."""
+    train, val = dataset
+    bf16 = pretrain(train, val, tmp_path / "bf16", tiny_config(precision="bfloat16"), progress=False)
+    fp32 = np.asarray(reference_run.train_losses)
+    losses = np.asarray(bf16.train_losses)
+    assert len(losses) == len(fp32) and np.isfinite(losses).all()
+    assert not np.array_equal(losses, fp32)                       # bf16 really ran
+    assert np.abs(losses - fp32).max() < 0.05 * fp32.max()        # same data, masks and dropout: same curve
+    assert np.mean(losses[-8:]) < 0.75 * np.mean(losses[:8])
+    _, _, meta = load_checkpoint(bf16.checkpoint_dir)
+    assert meta["training"]["precision"] == "bfloat16" and meta["training"]["precision_requested"] == "bfloat16"
+    assert "- precision: bfloat16" in (bf16.checkpoint_dir / "model_card.md").read_text()
+    assert "- precision: float32" in (reference_run.checkpoint_dir / "model_card.md").read_text()
+    with pytest.raises(UsageError, match="precision"):
+        tiny_config(precision="half")
