@@ -320,7 +320,7 @@ class MaskedWindowBatches(Dataset):
 
     def __getitems__(self, request: tuple[int, list[int]]) -> dict[str, Any]:
         step, indices = request
-        target = torch.stack([self.windows[i] for i in indices])
+        target = torch.from_numpy(self.windows.read_windows(indices))   # one batched read, no per-window stack
         generator = torch.Generator().manual_seed(_mix_seed(self.seed, self.salt, step, self.rank))
         masked = mask_spectrogram(target, self.mask, generator)
         return {"step": step, "indices": torch.tensor(indices, dtype=torch.long), "target": target,
