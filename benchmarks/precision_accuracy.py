@@ -7,8 +7,9 @@ events.tsv with a two-valued ``--column``, it decodes each electrode's event emb
 (nested CV, ``--permutations`` label permutations) in both precisions and compares the AUC difference with the
 spread of the permutation null.
 
-The model: the ``large`` preset at a seeded random initialisation (the numerics of the published size), or
-``--model CHECKPOINT``.
+The model: the ``large`` preset at a seeded random initialisation (the numerics of the published size),
+``--model CHECKPOINT``, or (``--pretrain-steps N``) a small model pretrained here — N steps in float32 and the
+same N steps in bf16 (same seed, data order, masks and dropout), whose loss curves are printed side by side.
 
 Run: python benchmarks/precision_accuracy.py --demo            # the simulated demo dataset (small, 60 s runs)
      python benchmarks/precision_accuracy.py --bids DIR        # e.g. /work/shared/data/real/gripforce-ecog
@@ -37,6 +38,29 @@ def cosine_per_row(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
+def compare_pretraining(paths: list[Path], root: Path, steps: int):
+    """The same pretraining run in float32 and bf16; prints the loss curves side by side, returns the fp32 model."""
+    from bids_brainbert.training import PretrainConfig, pretrain
+
+    runs = {}
+    for precision in ("float32", "bfloat16"):
+        config = PretrainConfig(model="small", batch_size=16, steps=steps, checkpoint_every=steps, device="cpu",
+                                precision=precision, seed=0, lr=3e-4)
+        runs[precision] = pretrain(paths, [], root / precision, config, progress=False)
+    a, b = np.asarray(runs["float32"].train_losses), np.asarray(runs["bfloat16"].train_losses)
+    block = max(1, steps // 10)
+    print(f"pretraining 'small', {steps} steps, batch 16, same seed/data/masks; loss per block of {block} steps:")
+    print("  steps      " + " ".join(f"{i * block + 1:>5d}+" for i in range(len(a) // block)))
+    for name, losses in (("float32", a), ("bfloat16", b)):
+        print(f"  {name:10s} " + " ".join(f"{losses[i * block:(i + 1) * block].mean():6.3f}"
+                                         for i in range(len(a) // block)))
+    print(f"  per-step |bf16 - float32|: mean {np.abs(a - b).mean():.4f}, max {np.abs(a - b).max():.4f}; "
+          f"last {block} steps: float32 {a[-block:].mean():.4f}, bf16 {b[-block:].mean():.4f}; time "
+          f"{runs['float32'].seconds:.0f} s vs {runs['bfloat16'].seconds:.0f} s")
+    model, _, _ = load_checkpoint(runs["float32"].checkpoint_dir)
+    return model, f"small, pretrained {steps} steps (float32)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -45,8 +69,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="checkpoint (default: large preset, random init, seed 0)")
     parser.add_argument("--stride-s", type=float, default=1.0, help="sliding-window step in seconds (1)")
     parser.add_argument("--column", default="trial_type", help="events.tsv column to decode (trial_type)")
-    parser.add_argument("--permutations", type=int, default=20, help="label permutations per probe (20)")
+    parser.add_argument("--permutations", type=int, default=10, help="label permutations per probe (10)")
+    parser.add_argument("--max-channels", type=int, default=2, help="electrodes decoded per recording (2)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--pretrain-steps", type=int, default=0,
+                        help="pretrain a small model this many steps in float32 and in bf16 (same seed, data, masks), "
+                             "compare the loss curves and embed with the float32 one (default 0: no pretraining)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,6 +93,8 @@ def main() -> None:
         out = Path(tmp) / "out"
         assert run_cli([str(bids), str(out), "participant", "--skip-bids-validation", "--nprocs", "1"]) == 0
         spectrograms = sorted(out.rglob("*_desc-superlet_spectrogram.npy"))
+        if args.pretrain_steps:
+            model, label = compare_pretraining(spectrograms, Path(tmp) / "models", args.pretrain_steps)
         print(f"{bids}: {len(spectrograms)} recording(s); model: {label}; torch {torch.__version__}")
         all_cosines, all_centred, deltas, spreads = [], [], [], []
         for path in spectrograms:
@@ -100,7 +130,7 @@ def main() -> None:
                                                                           start_time_s=start)
             y = (events[args.column].to_numpy() == values[1])[valid]
             starts = onsets[valid] - params.window_s / 2
-            for channel in range(spectrogram.shape[0]):
+            for channel in range(min(args.max_channels, spectrogram.shape[0])):
                 results = {p: decode(e[channel], y, starts, starts + params.window_s, None,
                                      DecodingParams(n_permutations=args.permutations), np.random.default_rng(0))
                            for p, e in per_precision.items()}
