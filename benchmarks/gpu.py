@@ -166,7 +166,6 @@ def bench_pretraining(device: torch.device, args, peak: float, datasheet: float 
             mfu += f", {achieved / datasheet:.2f} of datasheet {datasheet:g} TFLOP/s"
         row("pretraining", f"{name} bf16, batch {batch}{' compiled' if args.compile else ''}",
             f"{1 / seconds:.2f} steps/s = {batch / seconds:,.0f} windows/s", f"({flops_text(achieved)}; {mfu})")
-        del model, optimizer, forward
 
 
 # ----------------------------------------------------------------------------------------------- 3. torchrun
