@@ -11,9 +11,10 @@ model, tests/test_precision.py); the loss is computed from ``prediction.float()`
 written as float32 whatever the precision.
 
 Why float32 is the default and ``auto`` is opt-in: with float32 the same command gives the same embeddings on any
-machine; ``auto`` would make the numbers depend on which CPU or GPU the job landed on. bf16 was 3.1-3.5x faster than float32 on an idle AVX-512-BF16 CPU (benchmarks/model.py) at a per-window
-cosine above 0.9999 to float32 (benchmarks/precision_accuracy.py, README Performance), so it is the right choice for large pretraining runs and for embedding many hours, and the precision used is
-recorded in every embedding sidecar and model card.
+machine; ``auto`` would make the numbers depend on which CPU or GPU the job landed on. bf16 was 3.1-3.5x faster
+than float32 on an idle AVX-512-BF16 CPU (benchmarks/model.py) at a per-window cosine above 0.9999 to float32
+(benchmarks/precision_accuracy.py, README Performance), so it is the right choice for large pretraining runs and
+for embedding many hours; the precision used is recorded in every embedding sidecar and model card.
 """
 
 from __future__ import annotations
