@@ -87,6 +87,7 @@ class RunConfig:
     embedding_batch_size: int = 64
     embedding_windowing: str = "auto"         # "auto" | "recording" | "brainbert" (see bids_brainbert/windowing.py)
     device: str = "auto"
+    precision: str = "float32"                # "float32", "bfloat16" (autocast), "auto" (bf16 where native)
 
     # group-level pretraining
     init_model: Path | None = None

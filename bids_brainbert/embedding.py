@@ -15,6 +15,7 @@ import torch
 
 from .errors import UsageError
 from .model import BrainBertPretrainModel
+from .precision import autocast
 from .training.windows import zscore_frequencies
 
 POOLINGS = ("middle", "mean")
@@ -28,6 +29,7 @@ class EmbeddingParams:
     pooling: str = "middle"          # "middle" (mean of the middle ``middle_frames``) or "mean" (all frames)
     middle_frames: int = 10
     batch_size: int = 64             # windows per forward pass
+    precision: str = "float32"       # "float32" or "bfloat16" (autocast; see bids_brainbert.precision)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -59,7 +61,8 @@ def embed_windows(model: BrainBertPretrainModel, windows: np.ndarray, params: Em
         for start in range(0, len(windows), params.batch_size):
             batch = np.stack([zscore_frequencies(np.asarray(w, dtype=np.float32)) if normalize
                               else np.asarray(w, dtype=np.float32) for w in windows[start:start + params.batch_size]])
-            hidden = model.hidden_states(torch.from_numpy(batch).to(device), layer=params.layer)
+            with autocast(params.precision, device):
+                hidden = model.hidden_states(torch.from_numpy(batch).to(device), layer=params.layer)
             out[start:start + len(batch)] = pool_frames(hidden, params.pooling, params.middle_frames).float().cpu()
     return out
 

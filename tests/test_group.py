@@ -45,6 +45,7 @@ def test_group_pretrains_and_writes_a_model(group_output):
     config = json.loads((checkpoint / "config.json").read_text())
     assert config["weights_sha256"] == sha256_of_file(checkpoint / "model.safetensors")
     assert "0.1.0" in (checkpoint / "model_card.md").read_text()
+    assert "- precision: float32" in (checkpoint / "model_card.md").read_text()   # the default, recorded
     assert (checkpoint / "loss_curve.png").stat().st_size > 1000
     model, model_config, _ = load_checkpoint(checkpoint)
     assert model_config.d_model == 384 and model_config.n_layers == 3
@@ -62,6 +63,7 @@ def test_group_writes_embeddings_for_every_recording(group_output):
         assert np.isfinite(windows).all() and windows.std() > 0
         # sliding windows are read out over all frames (dimensionality), event windows over the middle ones (probes)
         assert sidecar["Layer"] == -1 and sidecar["Pooling"] == "mean" and sidecar["MiddleFrames"] is None
+        assert sidecar["Precision"]["Requested"] == sidecar["Precision"]["Used"] == "float32"
         events_sidecar = json.loads((folder / f"{stem}_desc-brainbertEvents_embeddings.json").read_text())
         assert events_sidecar["Pooling"] == "middle" and events_sidecar["MiddleFrames"] == 10
         assert sidecar["WindowS"] == 2.0 and len(sidecar["WindowCentresS"]) == windows.shape[1]
@@ -84,6 +86,27 @@ def test_participant_level_uses_the_group_model(group_output, tmp_path):
     assert run(root, copy, "participant", "--skip-bids-validation", "--random-seed", "5",
                "--embedding-window-s", "2") == 0
     assert target.read_bytes() == original, "embeddings are not reproducible"
+
+
+def test_bf16_embeddings_match_float32_and_say_so(group_output, tmp_path):
+    """--precision bfloat16 end to end: per-window cosine >= 0.999 against the float32 embeddings, recorded."""
+    root, out, _ = group_output
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    checkpoint = copy / "models" / "desc-brainbert" / "checkpoints" / "step-00000012"
+    assert run(root, copy, "participant", "--skip-bids-validation", "--random-seed", "5", "--embedding-window-s",
+               "2", "--model", checkpoint, "--model-label", "bf16", "--precision", "bfloat16") == 0
+    pairs = [(p, p.with_name(p.name.replace("_desc-bf16", "_desc-brainbert")))
+             for p in copy.rglob("*_desc-bf16*_embeddings.npy")]
+    assert len(pairs) >= 2
+    for bf16_path, fp32_path in pairs:
+        bf16, fp32 = np.load(bf16_path), np.load(fp32_path)
+        assert bf16.shape == fp32.shape and not np.array_equal(bf16, fp32)
+        a, b = bf16.reshape(-1, bf16.shape[-1]).astype(float), fp32.reshape(-1, fp32.shape[-1]).astype(float)
+        cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert cosine.min() >= 0.999, (bf16_path.name, cosine.min())
+        sidecar = json.loads(bf16_path.with_suffix(".json").read_text())
+        assert sidecar["Precision"]["Requested"] == sidecar["Precision"]["Used"] == "bfloat16"
 
 
 def test_rerunning_group_resumes_instead_of_retraining(group_output, tmp_path):

@@ -252,6 +252,70 @@ def test_masking_invariants_hold_for_any_shape_and_probability(batch, frames, fr
         assert all(1 <= n <= 2 for _, n in _runs(out.freq_mask[b].numpy()))
 
 
+def per_example_masks(x: torch.Tensor, cfg: MaskConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masking rule spelled out one example and one span at a time (the former implementation's loop),
+    from the same random draws in the same order: (masked, mask)."""
+    n_batch, n_time, n_freq = x.shape
+    nt, nf = n_time - cfg.time_span_max + 1, n_freq - cfg.freq_span_max + 1
+    t_draw = torch.rand(n_batch, nt, generator=gen) < cfg.p_time
+    t_len = torch.randint(cfg.time_span_min, cfg.time_span_max + 1, (n_batch, nt), generator=gen)
+    t_dice = torch.rand(n_batch, nt, generator=gen)
+    t_src = torch.randint(1, nt, (n_batch, nt), generator=gen) if nt > 1 else torch.zeros(n_batch, nt, dtype=int)
+    f_draw = torch.rand(n_batch, nf, generator=gen) < cfg.p_freq
+    f_len = torch.randint(cfg.freq_span_min, cfg.freq_span_max + 1, (n_batch, nf), generator=gen)
+    f_dice = torch.rand(n_batch, nf, generator=gen)
+    f_src = torch.randint(1, nf, (n_batch, nf), generator=gen) if nf > 1 else torch.zeros(n_batch, nf, dtype=int)
+    forced = torch.randint(0, nt, (n_batch,), generator=gen)
+    masked, mask = x.clone(), torch.zeros(x.shape, dtype=torch.bool)
+
+    def greedy(draw, lengths):
+        spans, end = [], -1
+        for start in torch.nonzero(draw).flatten().tolist():
+            if start > end:
+                spans.append((start, int(lengths[start])))
+                end = start + int(lengths[start])
+        return spans
+
+    for b in range(n_batch):
+        t_spans, f_spans = greedy(t_draw[b], t_len[b]), greedy(f_draw[b], f_len[b])
+        if not t_spans and not f_spans:
+            t_spans = [(int(forced[b]), int(t_len[b, forced[b]]))]
+        after_time = x[b].clone()
+        zero_rows, zero_cols = [], []
+        for start, length in t_spans:
+            mask[b, start:start + length] = True
+            if t_dice[b, start] < cfg.zero_fraction:
+                zero_rows.append((start, length))
+            elif t_dice[b, start] < cfg.zero_fraction + cfg.replace_fraction:
+                source = (start + int(t_src[b, start])) % nt
+                after_time[start:start + length] = x[b, source:source + length]
+        result = after_time.clone()
+        for start, length in f_spans:
+            mask[b, :, start:start + length] = True
+            if f_dice[b, start] < cfg.zero_fraction:
+                zero_cols.append((start, length))
+            elif f_dice[b, start] < cfg.zero_fraction + cfg.replace_fraction:
+                source = (start + int(f_src[b, start])) % nf
+                result[:, start:start + length] = after_time[:, source:source + length]
+        for start, length in zero_rows:
+            result[start:start + length] = cfg.fill_value
+        for start, length in zero_cols:
+            result[:, start:start + length] = cfg.fill_value
+        masked[b] = result
+    return masked, mask
+
+
+@pytest.mark.parametrize("cfg", [MaskConfig(), MaskConfig(p_time=0.3, p_freq=0.4), MaskConfig(p_time=0.0, p_freq=0.0),
+                                 MaskConfig(p_time=1.0, p_freq=1.0, freq_span_max=3, replace_fraction=0.2)])
+def test_vectorised_masking_equals_the_per_example_rule(cfg):
+    """The batched masking (no per-example loop) gives exactly the masks of the rule applied example by example."""
+    for seed in range(6):
+        x = torch.rand(1 + seed % 4, 30 + 7 * seed, 9, generator=torch.Generator().manual_seed(100 + seed)) + 1.0
+        out = mask_spectrogram(x, cfg, torch.Generator().manual_seed(seed))
+        masked, mask = per_example_masks(x, cfg, torch.Generator().manual_seed(seed))
+        assert torch.equal(out.mask, mask) and torch.equal(out.masked, masked), (cfg, seed)
+
+
 def test_masking_rejects_too_short_windows():
     with pytest.raises(UsageError):
         mask_spectrogram(torch.zeros(2, 5, 8), MaskConfig(), torch.Generator())

@@ -107,6 +107,25 @@ def test_windows_read_only_slices_of_memory_maps(tmp_path, monkeypatch):
     assert calls and all(mode == "r" for mode in calls)
 
 
+def test_batched_reads_equal_single_windows(tmp_path):
+    """read_windows (what a loader worker calls per step) = read_window stacked, in the order asked for."""
+    paths = learnable_set(tmp_path, n_files=3)
+    data = np.load(paths[1], mmap_mode="r+")
+    data[0, 40:42, 3] = np.nan                       # non-finite cells are zeroed in both paths
+    data.flush()
+    ds = SpectrogramWindows(paths, window_s=3.0, stride_s=1.3)
+    order = np.random.default_rng(0).permutation(len(ds))[:40].tolist() + [0, len(ds) - 1, 0]
+    batch = ds.read_windows(order)
+    assert batch.dtype == np.float32 and batch.shape == (len(order), ds.window_frames, ds.n_freqs)
+    np.testing.assert_array_equal(batch, np.stack([ds.read_window(i) for i in order]))
+    assert np.isfinite(batch).all()
+    per_window = np.stack([zscore_frequencies(w) for w in np.random.default_rng(1).gamma(2.0, 1e-6, (5, 30, 8))])
+    np.testing.assert_allclose(zscore_frequencies(np.random.default_rng(1).gamma(2.0, 1e-6, (5, 30, 8))),
+                               per_window, rtol=0, atol=0)
+    with pytest.raises(IndexError):
+        ds.read_windows([0, len(ds)])
+
+
 def test_zscore_is_scale_free_and_safe_on_flat_channels():
     rng = np.random.default_rng(0)
     window = rng.uniform(0, 1, (50, 4))
@@ -337,3 +356,21 @@ def test_distributed_data_parallel_on_two_cpu_processes(dataset, reference_run, 
     single = final_weights(reference_run)
     assert {k: tuple(v.shape) for k, v in distributed.items()} == {k: tuple(v.shape) for k, v in single.items()}
     assert any(not torch.equal(distributed[k], single[k]) for k in single)    # trained on other batches
+
+
+def test_bf16_pretraining_follows_the_float32_loss_curve(dataset, reference_run, tmp_path):
+    """--precision bfloat16: the same steps, a loss curve close to float32's, and the card says which ran."""
+    train, val = dataset
+    bf16 = pretrain(train, val, tmp_path / "bf16", tiny_config(precision="bfloat16"), progress=False)
+    fp32 = np.asarray(reference_run.train_losses)
+    losses = np.asarray(bf16.train_losses)
+    assert len(losses) == len(fp32) and np.isfinite(losses).all()
+    assert not np.array_equal(losses, fp32)                       # bf16 really ran
+    assert np.abs(losses - fp32).max() < 0.05 * fp32.max()        # same data, masks and dropout: same curve
+    assert np.mean(losses[-8:]) < 0.75 * np.mean(losses[:8])
+    _, _, meta = load_checkpoint(bf16.checkpoint_dir)
+    assert meta["training"]["precision"] == "bfloat16" and meta["training"]["precision_requested"] == "bfloat16"
+    assert "- precision: bfloat16" in (bf16.checkpoint_dir / "model_card.md").read_text()
+    assert "- precision: float32" in (reference_run.checkpoint_dir / "model_card.md").read_text()
+    with pytest.raises(UsageError, match="precision"):
+        tiny_config(precision="half")

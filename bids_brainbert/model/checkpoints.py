@@ -166,7 +166,7 @@ def model_card(meta: Mapping[str, Any]) -> str:
         "",
     ]
     known = ("steps", "final_train_loss", "final_val_loss", "optimizer", "lr", "batch_size", "seed",
-             "world_size", "n_train_windows", "n_val_windows", "hours")
+             "world_size", "precision", "n_train_windows", "n_val_windows", "hours")
     for key in known:
         if key in training:
             lines.append(f"- {key.replace('_', ' ')}: {training[key]}")

@@ -69,15 +69,49 @@ class MaskedBatch(NamedTuple):
     replaced: torch.Tensor
 
 
-def _pick_spans(drawn_starts: list[int], lengths: list[int]) -> list[tuple[int, int]]:
-    """Greedy non-overlapping, non-touching spans (start, length) from the drawn starts, in increasing order."""
-    spans: list[tuple[int, int]] = []
-    end = -1  # exclusive end of the previous span; the next start must be > end
-    for start in drawn_starts:
-        if start > end:
-            spans.append((start, lengths[start]))
-            end = start + lengths[start]
-    return spans
+def _pick_spans(drawn: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Greedy non-overlapping, non-touching spans from the drawn starts, for every example at once.
+
+    ``drawn`` (B, S) bool: the starts drawn; ``lengths`` (B, S): each start's span length. Returns (B, S) bool:
+    the starts kept, scanning each row in increasing order and keeping a start only if it lies after the end of
+    the previous kept span. The scan runs over the k-th drawn start of every row at once (a handful of steps:
+    about p·S), not over examples.
+    """
+    n_batch = drawn.shape[0]
+    rows, cols = np.nonzero(drawn)                  # row-major: columns increase within a row
+    counts = np.bincount(rows, minlength=n_batch)
+    rank = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    starts = np.full((n_batch, int(counts.max(initial=0))), -1, dtype=np.int64)
+    starts[rows, rank] = cols
+    span_len = np.zeros_like(starts)
+    span_len[rows, rank] = lengths[rows, cols]
+    kept = np.zeros(starts.shape, dtype=bool)
+    end = np.full(n_batch, -1, dtype=np.int64)      # exclusive end of the previous span per row
+    for k in range(starts.shape[1]):
+        ok = starts[:, k] > end                     # -1 (no k-th start) is never > end >= -1
+        kept[:, k] = ok
+        end = np.where(ok, starts[:, k] + span_len[:, k], end)
+    selected = np.zeros(drawn.shape, dtype=bool)
+    selected[rows, cols] = kept[rows, rank]
+    return selected
+
+
+def _apply_spans(selected: np.ndarray, lengths: np.ndarray, dice: np.ndarray, src: np.ndarray, n_starts: int,
+                 zero_cut: float, copy_cut: float, max_len: int, index: np.ndarray, covered: np.ndarray,
+                 zero: np.ndarray, copy: np.ndarray) -> None:
+    """Mark the cells of the kept spans (B, S) and their fate: zeroed, copied from another start, or unchanged."""
+    rows, starts = np.nonzero(selected)
+    length, roll = lengths[rows, starts], dice[rows, starts]
+    source = (starts + src[rows, starts]) % n_starts   # any other start of the same kind
+    zeroed, copied = roll < zero_cut, (roll >= zero_cut) & (roll < copy_cut)
+    for offset in range(max_len):                       # spans never overlap: no cell is written twice
+        inside = offset < length
+        r, cell = rows[inside], starts[inside] + offset
+        covered[r, cell] = True
+        zero[r[zeroed[inside]], cell[zeroed[inside]]] = True
+        moved = copied[inside]
+        index[r[moved], cell[moved]] = source[inside][moved] + offset
+        copy[r[moved], cell[moved]] = True
 
 
 def mask_spectrogram(x: torch.Tensor, config: MaskConfig | None = None,
@@ -102,18 +136,18 @@ def mask_spectrogram(x: torch.Tensor, config: MaskConfig | None = None,
     n_freq_starts = n_freq - cfg.freq_span_max + 1
     # Every random number is drawn up front, in fixed shapes, so the stream does not depend on the outcome.
     t_draw = (torch.rand(n_batch, n_time_starts, generator=gen) < cfg.p_time).numpy()
-    t_len = torch.randint(cfg.time_span_min, cfg.time_span_max + 1, (n_batch, n_time_starts), generator=gen).tolist()
-    t_dice = torch.rand(n_batch, n_time_starts, generator=gen).tolist()
-    t_src = torch.randint(1, n_time_starts, (n_batch, n_time_starts), generator=gen).tolist() \
-        if n_time_starts > 1 else [[0] * n_time_starts for _ in range(n_batch)]
+    t_len = torch.randint(cfg.time_span_min, cfg.time_span_max + 1, (n_batch, n_time_starts), generator=gen).numpy()
+    t_dice = torch.rand(n_batch, n_time_starts, generator=gen).numpy()
+    t_src = torch.randint(1, n_time_starts, (n_batch, n_time_starts), generator=gen).numpy() \
+        if n_time_starts > 1 else np.zeros((n_batch, n_time_starts), dtype=np.int64)
     f_draw = (torch.rand(n_batch, n_freq_starts, generator=gen) < cfg.p_freq).numpy()
-    f_len = torch.randint(cfg.freq_span_min, cfg.freq_span_max + 1, (n_batch, n_freq_starts), generator=gen).tolist()
-    f_dice = torch.rand(n_batch, n_freq_starts, generator=gen).tolist()
-    f_src = torch.randint(1, n_freq_starts, (n_batch, n_freq_starts), generator=gen).tolist() \
-        if n_freq_starts > 1 else [[0] * n_freq_starts for _ in range(n_batch)]
-    forced_start = torch.randint(0, n_time_starts, (n_batch,), generator=gen).tolist()
+    f_len = torch.randint(cfg.freq_span_min, cfg.freq_span_max + 1, (n_batch, n_freq_starts), generator=gen).numpy()
+    f_dice = torch.rand(n_batch, n_freq_starts, generator=gen).numpy()
+    f_src = torch.randint(1, n_freq_starts, (n_batch, n_freq_starts), generator=gen).numpy() \
+        if n_freq_starts > 1 else np.zeros((n_batch, n_freq_starts), dtype=np.int64)
+    forced_start = torch.randint(0, n_time_starts, (n_batch,), generator=gen).numpy()
 
-    # Per-span bookkeeping in numpy: slicing small arrays there is ~10x cheaper than in torch.
+    # Span bookkeeping in numpy, vectorised over the batch (no per-example Python loop).
     time_index = np.tile(np.arange(n_time), (n_batch, 1))     # frame each output frame is read from
     freq_index = np.tile(np.arange(n_freq), (n_batch, 1))     # bin each output bin is read from
     time_mask = np.zeros((n_batch, n_time), dtype=bool)
@@ -125,38 +159,37 @@ def mask_spectrogram(x: torch.Tensor, config: MaskConfig | None = None,
     zero_cut = cfg.zero_fraction
     copy_cut = cfg.zero_fraction + cfg.replace_fraction
 
-    def apply(b: int, spans, dice, src, n_starts, index, selected, zero, copy) -> None:
-        for start, length in spans:
-            selected[b, start:start + length] = True
-            if dice[start] < zero_cut:
-                zero[b, start:start + length] = True
-            elif dice[start] < copy_cut:
-                source = (start + src[start]) % n_starts  # any other start of the same kind
-                index[b, start:start + length] = np.arange(source, source + length)
-                copy[b, start:start + length] = True
-
-    for b in range(n_batch):
-        t_spans = _pick_spans(np.flatnonzero(t_draw[b]).tolist(), t_len[b])
-        f_spans = _pick_spans(np.flatnonzero(f_draw[b]).tolist(), f_len[b])
-        if not t_spans and not f_spans:
-            t_spans = [(forced_start[b], t_len[b][forced_start[b]])]
-        apply(b, t_spans, t_dice[b], t_src[b], n_time_starts, time_index, time_mask, time_zero, time_copy)
-        apply(b, f_spans, f_dice[b], f_src[b], n_freq_starts, freq_index, freq_mask, freq_zero, freq_copy)
+    t_spans = _pick_spans(t_draw, t_len)
+    f_spans = _pick_spans(f_draw, f_len)
+    empty = np.flatnonzero(~t_spans.any(axis=1) & ~f_spans.any(axis=1))
+    t_spans[empty, forced_start[empty]] = True               # no span drawn at all: one time span, forced
+    _apply_spans(t_spans, t_len, t_dice, t_src, n_time_starts, zero_cut, copy_cut, cfg.time_span_max,
+                 time_index, time_mask, time_zero, time_copy)
+    _apply_spans(f_spans, f_len, f_dice, f_src, n_freq_starts, zero_cut, copy_cut, cfg.freq_span_max,
+                 freq_index, freq_mask, freq_zero, freq_copy)
 
     device = batch.device
 
     def to_torch(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array).to(device)
 
-    time_index, freq_index = to_torch(time_index), to_torch(freq_index)
+    # Only the cells of the selected spans change: write those, copy the rest of the batch as it is. Time copies
+    # read other frames of the clean input, then frequency copies read other bins of that (as two gathers would).
+    masked = batch.clone()
+    rows, frames = np.nonzero(time_copy)
+    if rows.size:
+        masked[to_torch(rows), to_torch(frames)] = batch[to_torch(rows), to_torch(time_index[rows, frames])]
+    rows, bins = np.nonzero(freq_copy)
+    if rows.size:
+        masked[to_torch(rows), :, to_torch(bins)] = masked[to_torch(rows), :, to_torch(freq_index[rows, bins])]
+    rows, frames = np.nonzero(time_zero)
+    masked[to_torch(rows), to_torch(frames)] = cfg.fill_value
+    rows, bins = np.nonzero(freq_zero)
+    masked[to_torch(rows), :, to_torch(bins)] = cfg.fill_value
     time_mask, freq_mask = to_torch(time_mask), to_torch(freq_mask)
     time_zero, freq_zero = to_torch(time_zero), to_torch(freq_zero)
     time_copy, freq_copy = to_torch(time_copy), to_torch(freq_copy)
-    # Time copies read other frames, frequency copies read other bins, both from the clean input.
-    masked = batch.gather(1, time_index.unsqueeze(-1).expand(-1, -1, n_freq))
-    masked = masked.gather(2, freq_index.unsqueeze(1).expand(-1, n_time, -1))
     zeroed = time_zero.unsqueeze(2) | freq_zero.unsqueeze(1)
-    masked = masked.masked_fill(zeroed, cfg.fill_value)
     mask = time_mask.unsqueeze(2) | freq_mask.unsqueeze(1)
     replaced = (time_copy.unsqueeze(2) | freq_copy.unsqueeze(1)) & ~zeroed
     if squeeze:

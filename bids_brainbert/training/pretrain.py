@@ -16,7 +16,9 @@ Distributed. Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the proc
 (gloo on CPU, nccl on CUDA), the model is wrapped in DistributedDataParallel, every rank reads a disjoint shard
 of each epoch, logged losses are averaged over ranks, and only rank 0 writes files.
 
-On CUDA the forward pass runs under bf16 autocast (``amp=True``); on the CPU everything is float32.
+Precision: ``precision="float32"`` (the default) trains in float32 everywhere; "bfloat16" runs the forward pass
+under bf16 autocast (weights, gradients, optimizer state and loss in float32), "auto" picks bf16 on CUDA and on
+CPUs with native bf16 (see :mod:`bids_brainbert.precision`). The precision used is recorded in the model card.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import shutil
 import tempfile
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -48,6 +49,7 @@ from ..model.checkpoints import (load_checkpoint, load_training_state, save_chec
 from ..model.encoder import BrainBertPretrainModel, ModelConfig, resolve_model_config
 from ..model.loss import masked_reconstruction_loss
 from ..model.masking import MaskConfig, mask_spectrogram
+from ..precision import PRECISIONS, autocast as precision_autocast, resolve_precision
 from .windows import SpectrogramWindows
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ class PretrainConfig:
     val_batches: int = 20                  # validation batches per evaluation (fixed windows, fixed masks)
     keep_checkpoints: int = 2              # newest checkpoints kept on disk (older ones are deleted)
     device: str = "auto"                   # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
-    amp: bool = True                       # bf16 autocast on CUDA (no effect on the CPU)
+    precision: str = "float32"             # "float32", "bfloat16" (autocast) or "auto" (bf16 where native)
     log_every: int = 50                    # steps between progress-bar / log updates
 
     def __post_init__(self) -> None:
@@ -119,6 +121,8 @@ class PretrainConfig:
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise UsageError("pretrain config: grad_clip and weight_decay must be >= 0")
         self.mask_config()   # validates the probabilities
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"pretrain config: precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not isinstance(self.model, ModelConfig):
             resolve_model_config(self.model)
 
@@ -228,7 +232,9 @@ def build_optimizer(model: nn.Module, config: PretrainConfig) -> torch.optim.Opt
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if config.optimizer == "lamb":
         return Lamb(groups, lr=config.lr, betas=config.betas)
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+    # on CUDA the fused kernel: one launch for all tensors instead of several per tensor
+    fused = {"fused": True} if decay and decay[0].is_cuda else {}
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **fused)
 
 
 def lr_factor(step: int, config: PretrainConfig) -> float:
@@ -317,7 +323,7 @@ class MaskedWindowBatches(Dataset):
 
     def __getitems__(self, request: tuple[int, list[int]]) -> dict[str, Any]:
         step, indices = request
-        target = torch.stack([self.windows[i] for i in indices])
+        target = torch.from_numpy(self.windows.read_windows(indices))   # one batched read, no per-window stack
         generator = torch.Generator().manual_seed(_mix_seed(self.seed, self.salt, step, self.rank))
         masked = mask_spectrogram(target, self.mask, generator)
         return {"step": step, "indices": torch.tensor(indices, dtype=torch.long), "target": target,
@@ -607,10 +613,10 @@ def _pretrain(train_paths: list[Path], val_paths: list[Path], output_dir: Path, 
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
 
-    use_amp = config.amp and device.type == "cuda"
+    precision = resolve_precision(config.precision, device)
 
     def autocast() -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+        return precision_autocast(precision, device)
 
     mask_config = config.mask_config()
     sampler = StepBatches(train_set, config.batch_size, config.steps, start_step, config.seed, ddp.rank,
@@ -631,7 +637,7 @@ def _pretrain(train_paths: list[Path], val_paths: list[Path], output_dir: Path, 
         "hours": round(train_set.hours, 4), "optimizer": config.optimizer, "lr": config.lr,
         "batch_size": config.batch_size, "seed": config.seed, "world_size": ddp.world_size,
         "window_s": config.window_s, "window_frames": train_set.window_frames, "mask_p": config.mask_p,
-        "total_steps": config.steps,
+        "total_steps": config.steps, "precision": precision, "precision_requested": config.precision,
         "initialised_from": None if init_from is None else str(init_from),
     }
 

@@ -27,6 +27,7 @@ from ..embedding import EmbeddingParams, event_locked_embeddings, windowed_embed
 from ..errors import CheckpointError, RecordingError, UsageError
 from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
 from ..model.checkpoints import PUBLISHED_SUFFIXES, check_input_width
+from ..precision import precision_record, resolve_precision
 from ..training import latest_checkpoint
 from ..windowing import RECORDING_WINDOWING
 from .window_exact import window_exact_for, windowing_matches
@@ -99,7 +100,8 @@ def embedding_paths(spectrogram_data: Path, label: str) -> dict[str, Path]:
 def embedding_params(config: RunConfig) -> EmbeddingParams:
     return EmbeddingParams(window_s=config.embedding_window_s, stride_s=config.embedding_stride_s or None,
                            layer=config.embedding_layer, pooling=config.embedding_pooling,
-                           middle_frames=config.embedding_middle_frames, batch_size=config.embedding_batch_size)
+                           middle_frames=config.embedding_middle_frames, batch_size=config.embedding_batch_size,
+                           precision=resolve_precision(config.precision, resolve_device(config.device)))
 
 
 def read_events(recording: Recording) -> pd.DataFrame | None:
@@ -199,6 +201,7 @@ def embedding_sidecar_common(recording: Recording, spectrogram_data: Path, confi
                   "Format": "brainbert-published" if model_source.published else "bids-brainbert",
                   "Config": model.config.to_dict()},
         "Layer": params.layer,
+        "Precision": precision_record(config.precision, params.precision),
         **pooling_fields(params),
         "WindowS": params.window_s,
         "StrideS": params.stride_s or params.window_s,
