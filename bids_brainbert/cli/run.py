@@ -100,9 +100,10 @@ def _checked_labels(values: list[str], prefix: str, option: str) -> list[str]:
 def resolve(config: RunConfig) -> RunConfig:
     bids_dir = Path(config.bids_dir).expanduser().absolute()
     output_dir = Path(config.output_dir).expanduser().absolute()
-    if output_dir.resolve() == bids_dir.resolve() or bids_dir.resolve() in output_dir.resolve().parents:
+    if (output_dir.resolve() == bids_dir.resolve() or bids_dir.resolve() in output_dir.resolve().parents) \
+            and not in_derivatives_folder(bids_dir, output_dir):
         raise UsageError(f"{output_dir}: the output directory must not be inside the BIDS directory {bids_dir} "
-                         "(the input dataset is never written to)")
+                         "(the input dataset is never written to), except under its derivatives/ folder")
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"{output_dir}: output path exists and is not a directory")
     resolved = replace(
@@ -128,6 +129,14 @@ def resolve(config: RunConfig) -> RunConfig:
         resolved = replace(resolved, model_label=RunConfig.model_label + "Holdout" +
                            "".join(resolved.holdout_participant_label))
     return resolved
+
+
+def in_derivatives_folder(bids_dir: Path, output_dir: Path) -> bool:
+    """``<bids_dir>/derivatives/<name>[/...]``: the conventional place for derivatives, which BIDS tools skip as
+    raw data. Compared after resolving the output only, so a ``derivatives`` symlink into the raw data does not
+    count as the derivatives folder."""
+    folder = bids_dir.resolve() / "derivatives"
+    return folder in output_dir.resolve().parents
 
 
 def selection_of(config: RunConfig) -> Selection:
