@@ -201,8 +201,12 @@ def run_app(argv: list[str]) -> int:
         write_config_toml(config, log_dir / "bids-brainbert.toml")
     if config.analysis_level == "group":
         from ..workflows.group import run_group_level
+        from ..workflows.run_log import group_log
 
-        outcomes = run_group_level(config, recordings)
+        with group_log(config, run_id):   # OUTPUT_DIR/logs/group/<run id>/
+            LOGGER.info("group level (%s) on %d recording(s); run %s", config.analysis, len(recordings), run_id)
+            outcomes = run_group_level(config, recordings)
+            return report_outcomes(outcomes)
     else:
         if model_source is None:
             LOGGER.info("no model given and none trained in %s/models: writing spectrograms only (run the group "
