@@ -271,6 +271,11 @@ def run_demo(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:   # a bare call: how to call it, not only what is missing
+        print(build_parser().format_usage().rstrip(), file=sys.stderr)
+        print("bids-brainbert: error: no arguments; 'bids-brainbert --help' lists every option, "
+              "'bids-brainbert demo demo_out' runs the example", file=sys.stderr)
+        return UsageError.exit_code
     try:
         if argv and argv[0] == "demo":
             return run_demo(argv[1:])
