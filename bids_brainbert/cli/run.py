@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,8 +39,15 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning as one log line (no file name and source line, which mean nothing to a user)."""
+    text = " ".join(str(message).split()) or category.__name__
+    LOGGER.warning("%s", text if category is UserWarning else f"{category.__name__}: {text}")
+
+
 def configure_logging(verbose: int) -> None:
     LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
+    warnings.showwarning = _log_warning
     if not any(getattr(h, "_bids_brainbert", False) for h in LOGGER.handlers):
         handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S"))
