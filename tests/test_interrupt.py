@@ -78,3 +78,19 @@ def test_interrupted_pretraining_saves_a_resumable_checkpoint(demo_derivatives, 
     assert re.search(rf"\| pretrain: 100% \({step + 2}/{step + 2} steps\)", done.stderr)   # a progress log line
     embedded = [r for r in index_recordings(root) if r.subject == "01"]
     assert len(list(out.rglob("*_desc-brainbert_embeddings.npy"))) == len(embedded) == 2
+
+
+def test_reports_alone_log_a_line_per_report(demo_derivatives, tmp_path, capsys):
+    """``--analysis reports`` takes seconds per subject: a line as each report starts, not silence."""
+    from bids_brainbert.cli.run import main
+
+    root, derivatives, _ = demo_derivatives
+    out = tmp_path / "out"
+    shutil.copytree(derivatives, out)
+    assert main([str(root), str(out), "group", "--analysis", "reports", "--skip-bids-validation"]) == 0
+    err = capsys.readouterr().err
+    subjects = sorted({r.subject for r in index_recordings(root)})
+    for number, subject in enumerate(subjects, start=1):
+        assert f"report {number} of {len(subjects)}: sub-{subject}.html" in err
+    assert "report: group_ieeg.html" in err and f"reports written to {out}" in err
+    assert err.index(f"sub-{subjects[-1]}.html") < err.index("report: group_ieeg.html")
