@@ -160,7 +160,7 @@ def test_console_script_runs():
     (["{root}", "{out}", "participant", "--participant-label", "0_1"], 64, "not a BIDS label"),
     (["{root}", "{out}", "participant", "--participant-label", "../labels.txt"], 64, "label file not found"),
     (["{root}", "{out}", "participant", "--task-label", "nothing"], 18, "matches no"),
-    (["{root}", "{root}/derivatives/x", "participant"], 64, "must not be inside"),
+    (["{root}", "{root}/sourcedata/x", "participant"], 64, "must not be inside"),   # derivatives/ is allowed
 ])
 def test_exit_codes(demo_dataset, tmp_path, capsys, args, code, message):
     root, _ = demo_dataset
