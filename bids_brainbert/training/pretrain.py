@@ -702,6 +702,7 @@ def _pretrain(train_paths: list[Path], val_paths: list[Path], output_dir: Path, 
             bar = None
         if completed > saved:
             history = history[:start_step] + losses_device[start_step:completed].tolist()
+            del val_steps[len(val_losses):]   # a validation cut short has a step but no loss
             # no barrier: the other processes are being interrupted too
             kept = _save_training_checkpoint(output_dir, model, model_config, optimizer, config, completed,
                                              history, val_steps, val_losses, summary, _NoBarrier(**vars(ddp)))
