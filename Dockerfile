@@ -63,6 +63,9 @@ RUN mkdir -p /home/bids-brainbert && chmod 1777 /home/bids-brainbert
 # records in GeneratedBy.Container (pass the name you push it under, e.g. ghcr.io/ORG/bids-brainbert:0.1.0)
 ARG VERSION=0.1.0
 ARG IMAGE_TAG=bids-brainbert:${VERSION}
+# the marker that makes the app record this image (not any container it happens to run in) in GeneratedBy
+RUN mkdir -p /etc/bids-brainbert \
+ && printf '{"Type": "docker", "Tag": "%s"}\n' "${IMAGE_TAG}" > /etc/bids-brainbert/container.json
 ENV HOME=/home/bids-brainbert \
     MPLCONFIGDIR=/tmp/bids-brainbert/matplotlib \
     NUMBA_CACHE_DIR=/tmp/bids-brainbert/numba \

@@ -206,8 +206,8 @@ WHOLE_RUN = [
     Case("unknown-analysis-level", lambda c: c.argv.__setitem__(2, "subject"), 17, "", "analysis level"),
     Case("bad-option-value", lambda c: c.add("--sampling-rate", "-5"), 64, "", "--sampling-rate"),
     # the output directory
-    Case("output-inside-bids-dir", lambda c: out_to(c, c.root / "derivatives" / "out"), 64, "derivatives/out",
-         "must not be inside"),
+    Case("output-inside-bids-dir", lambda c: out_to(c, c.root / "sourcedata" / "out"), 64, "sourcedata/out",
+         "must not be inside"),   # only derivatives/ is allowed (tests/test_derivatives_layout.py)
     Case("output-is-a-file", lambda c: out_to(c, write(c.tmp / "taken", "x")), 64, "taken", "not a directory"),
     Case("output-not-creatable", lambda c: out_to(c, write(c.tmp / "file", "x") / "out"), 64, "file/out",
          "cannot create the output directory"),

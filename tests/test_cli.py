@@ -18,7 +18,7 @@ from bids_brainbert.bids.validation import find_validator, validation_errors
 from bids_brainbert.cli.run import main
 from conftest import tree_digest
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "gripforce-ecog"
+REAL = Path(__file__).resolve().parent / "data" / "gripforce-ecog"   # cropped real recording, see its SOURCE.txt
 
 
 def run(*args) -> int:
@@ -160,7 +160,7 @@ def test_console_script_runs():
     (["{root}", "{out}", "participant", "--participant-label", "0_1"], 64, "not a BIDS label"),
     (["{root}", "{out}", "participant", "--participant-label", "../labels.txt"], 64, "label file not found"),
     (["{root}", "{out}", "participant", "--task-label", "nothing"], 18, "matches no"),
-    (["{root}", "{root}/derivatives/x", "participant"], 64, "must not be inside"),
+    (["{root}", "{root}/sourcedata/x", "participant"], 64, "must not be inside"),   # derivatives/ is allowed
 ])
 def test_exit_codes(demo_dataset, tmp_path, capsys, args, code, message):
     root, _ = demo_dataset
@@ -279,7 +279,8 @@ def test_a_bad_recording_fails_alone(demo_dataset, tmp_path, capsys):
 
 
 def test_real_gripforce_recording(tmp_path, capsys):
-    """A real BrainVision recording (µV, DBS/ECOG/MISC, 1000 Hz), read in place without writing to it."""
+    """A real BrainVision recording (µV, DBS/ECOG/MISC, 1000 Hz; shipped in tests/data), read in place without
+    writing to it."""
     assert REAL.is_dir()
     before = tree_digest(REAL)
     # its SOURCE.txt is not a BIDS file: the validator must stop us (exit 16) unless told to skip
@@ -295,7 +296,7 @@ def test_real_gripforce_recording(tmp_path, capsys):
     assert sidecar["Preprocessing"]["InputSamplingFrequency"] == 1000
     assert sidecar["Preprocessing"]["LineNoise"]["notch_freqs_hz"] == [60.0, 120.0, 180.0, 240.0, 300.0, 360.0]
     data = np.load(next(out.rglob("*_spectrogram.npy")))
-    assert data.shape[1] == int(np.ceil(19 * 2048 / 50)) and np.isfinite(data).all()
+    assert data.shape[1] == int(np.ceil(8 * 2048 / 50)) and np.isfinite(data).all()
     # this file stores ~1e8 counts at 0.1 µV resolution (tens of volts): converted faithfully, and flagged
     log = next(out.rglob("bids-brainbert.log")).read_text()
     assert "implausible for iEEG" in log and "check the units" in log

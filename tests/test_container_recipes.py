@@ -17,6 +17,7 @@ from packaging.requirements import Requirement
 from spython.main.parse.parsers import DockerParser, SingularityParser
 
 from bids_brainbert import __version__
+from bids_brainbert.bids import derivatives
 from bids_brainbert.bids.derivatives import generated_by
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,3 +193,31 @@ def test_threads_follow_nprocs(demo_dataset, tmp_path):
     env = {"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "7", "HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert "THREADS 3 3 3" in done.stdout
+
+
+def _no_container_environment(monkeypatch):
+    for name in ("BIDS_BRAINBERT_CONTAINER_TYPE", "BIDS_BRAINBERT_CONTAINER_TAG", "APPTAINER_CONTAINER",
+                 "SINGULARITY_CONTAINER"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_a_plain_install_in_someone_elses_container_records_no_image(monkeypatch, tmp_path):
+    """A venv run on a host with /.dockerenv (CI runners, development containers) is not our image."""
+    _no_container_environment(monkeypatch)
+    monkeypatch.setattr(derivatives, "IMAGE_MARKER", tmp_path / "absent" / "container.json")
+    assert "Container" not in generated_by()
+
+
+@pytest.mark.parametrize("recipe", ["Dockerfile", "singularity.def"])
+def test_the_marker_file_each_recipe_writes_identifies_the_image(monkeypatch, tmp_path, docker, singularity, recipe):
+    """The recipe's own shell lines that write the marker, run here with /etc moved into tmp_path."""
+    _no_container_environment(monkeypatch)
+    steps = docker.install if recipe == "Dockerfile" else singularity.install
+    lines = [expand_args(step) for step in steps if "/etc/bids-brainbert" in step]
+    assert lines, f"{recipe} writes no /etc/bids-brainbert marker"
+    script = "\n".join(lines).replace("/etc/bids-brainbert", str(tmp_path / "etc"))
+    subprocess.run(["bash", "-euc", script.removeprefix("RUN ")], check=True)
+    monkeypatch.setattr(derivatives, "IMAGE_MARKER", tmp_path / "etc" / "container.json")
+    expected = ({"Type": "docker", "Tag": f"bids-brainbert:{__version__}"} if recipe == "Dockerfile" else
+                {"Type": "singularity", "Tag": f"bids-brainbert_{__version__}.sif"})
+    assert generated_by()["Container"] == expected

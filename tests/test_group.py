@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,19 @@ def test_group_pretrains_and_writes_a_model(group_output):
     assert (checkpoint / "loss_curve.png").stat().st_size > 1000
     model, model_config, _ = load_checkpoint(checkpoint)
     assert model_config.d_model == 384 and model_config.n_layers == 3
+
+
+def test_group_level_writes_its_own_log_and_configuration(group_output):
+    """OUTPUT_DIR/logs/group/<run id>/bids-brainbert.{log,toml}, as the participant level's per-subject logs."""
+    root, out, _ = group_output
+    runs = sorted((out / "logs" / "group").iterdir())
+    assert len(runs) == 1
+    log = (runs[0] / "bids-brainbert.log").read_text()
+    assert f"run {runs[0].name}" in log and "pretraining a small model" in log and "model written to" in log
+    for recording in index_recordings(root):
+        assert f"written  {recording.relative_path}" in log
+    configuration = tomllib.loads((runs[0] / "bids-brainbert.toml").read_text())
+    assert configuration["train_steps"] == 12 and configuration["analysis_level"] == "group"
 
 
 def test_group_writes_embeddings_for_every_recording(group_output):
@@ -159,6 +173,7 @@ def test_group_under_torchrun_with_two_processes(demo_derivatives, tmp_path):
     losses = load_file(str(checkpoint / "training_state.safetensors"))["extra.train_loss"]
     assert losses.numel() == 12 and torch.isfinite(losses).all()
     assert len(list(copy.rglob("*_desc-brainbert_embeddings.npy"))) == len(index_recordings(root))
+    assert len(list((copy / "logs" / "group").glob("*/bids-brainbert.log"))) == 1   # the main process only
 
 
 def test_group_dry_run_and_missing_participant_outputs(demo_dataset, tmp_path, capsys):

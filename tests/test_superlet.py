@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -390,3 +391,52 @@ def test_moca_definition_is_kept_and_differs_where_brainbert_said():
     # the two wavelet sets share only the highest orders: they part most at the lowest frequencies
     low = np.corrcoef(ours[0], theirs[0])[0, 1]
     assert low < 0.99 and np.abs(ours[0] - theirs[0]).max() > 0.05 * theirs[0].max()
+
+
+_CACHE_PROBE = ("import numpy as np, bids_brainbert; from bids_brainbert.transforms import superlet_numba; "
+                "from bids_brainbert.transforms.superlet import superlet_transform, SuperletParams; "
+                "x = np.random.default_rng(4).standard_normal((1, 4096)); "
+                "superlet_transform(x, 512.0, SuperletParams(freqs_hz=(10.0, 60.0), decimation=8)); "
+                "print(superlet_numba.fold_bands._cache.__class__.__name__); "
+                "print(getattr(superlet_numba.fold_bands._cache, '_cache_path', ''))")
+
+
+def _cache_probe(env_changes: dict) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE")}
+    env.update(env_changes)
+    run = subprocess.run([sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split("\n")
+
+
+def _package_cache_files() -> list[Path]:
+    import bids_brainbert
+
+    return list(Path(bids_brainbert.__file__).parent.rglob("*.nb[ic]"))
+
+
+def test_numba_caches_in_the_per_user_cache_directory_not_the_package(tmp_path):
+    # numba's default (__pycache__ beside the source) writes into site-packages; the leftover folder then shadows
+    # a later editable install as a namespace package. The cache belongs in the user's cache directory.
+    for stale in _package_cache_files():   # left by an earlier version of this kernel's caching
+        stale.unlink()
+    kind, path, _ = _cache_probe({"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert kind == "FunctionCache"
+    assert Path(path).is_relative_to(tmp_path / "xdg" / "bids-brainbert" / "numba")
+    assert list((tmp_path / "xdg" / "bids-brainbert" / "numba").rglob("*.nbi"))
+    assert _package_cache_files() == []
+    # NUMBA_CACHE_DIR wins when set
+    kind, path, _ = _cache_probe({"XDG_CACHE_HOME": str(tmp_path / "xdg"), "NUMBA_CACHE_DIR": str(tmp_path / "nb")})
+    assert kind == "FunctionCache" and Path(path).is_relative_to(tmp_path / "nb")
+    assert list((tmp_path / "nb").rglob("*.nbi")) and _package_cache_files() == []
+
+
+def test_numba_compiles_in_memory_where_the_cache_directory_cannot_be_written(tmp_path):
+    # a read-only location (here: under a plain file, which even root cannot create folders in) -> in memory,
+    # and still nothing written into the package
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    for env in ({"XDG_CACHE_HOME": str(blocker / "cache")}, {"NUMBA_CACHE_DIR": str(blocker / "numba")}):
+        kind, path, _ = _cache_probe(env)
+        assert kind == "NullCache" and path == ""
+        assert _package_cache_files() == []

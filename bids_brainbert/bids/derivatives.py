@@ -164,7 +164,8 @@ def container_info() -> dict[str, str] | None:
     """The container we run in, if any (for GeneratedBy.Container).
 
     Apptainer is checked first: a SIF converted from the Docker image still carries the image's
-    BIDS_BRAINBERT_CONTAINER_TYPE=docker, but Apptainer sets APPTAINER_CONTAINER at run time.
+    BIDS_BRAINBERT_CONTAINER_TYPE=docker, but Apptainer sets APPTAINER_CONTAINER at run time. Then our image's
+    environment, then the marker file our image carries (IMAGE_MARKER); nothing else counts as our container.
     """
     if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"):
         image = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER", "")
@@ -172,9 +173,22 @@ def container_info() -> dict[str, str] | None:
     if os.environ.get("BIDS_BRAINBERT_CONTAINER_TYPE"):
         return {"Type": os.environ["BIDS_BRAINBERT_CONTAINER_TYPE"],
                 "Tag": os.environ.get("BIDS_BRAINBERT_CONTAINER_TAG", f"bids-brainbert:{__version__}")}
-    if Path("/.dockerenv").exists() or Path("/run/.containerenv").exists():
-        return {"Type": "docker", "Tag": f"bids-brainbert:{__version__}"}
-    return None
+    return image_marker()
+
+
+# Written by our Dockerfile (and singularity.def): the image is ours. Any other container (a CI runner, a
+# development container with /.dockerenv) running a plain pip install is not recorded as our image.
+IMAGE_MARKER = Path("/etc/bids-brainbert/container.json")
+
+
+def image_marker() -> dict[str, str] | None:
+    try:
+        marker = json.loads(IMAGE_MARKER.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(marker, dict) and isinstance(marker.get("Type"), str) and isinstance(marker.get("Tag"), str)):
+        return None
+    return {"Type": marker["Type"], "Tag": marker["Tag"]}
 
 
 def generated_by() -> dict[str, Any]:

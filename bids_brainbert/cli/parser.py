@@ -16,29 +16,45 @@ from ..errors import UsageError
 ANALYSIS_LEVELS = ("participant", "group")
 
 
+USAGE = ("%(prog)s BIDS_DIR OUTPUT_DIR {participant,group} [options]\n"
+         "       %(prog)s demo OUTPUT_DIR [--small] [--dataset-only] [--random-seed S] [--nprocs N]\n"
+         "       %(prog)s --help | --version")
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse exits with 2 on bad usage; BIDS-Apps use 64, raised as UsageError so main() maps it."""
+    """argparse exits with 2 on bad usage; BIDS-Apps use 64, raised as UsageError so main() maps it. main() names
+    the program, so the message carries only the subcommand (``demo``), if any."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)   # --train-step must not pass for --train-steps
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        subcommand = self.prog.removeprefix("bids-brainbert").strip()
+        raise UsageError(f"{subcommand}: {message}" if subcommand else message)
 
 
-def _checked(cast, accept, requirement: str):
-    """An argparse type: ``cast`` the text, then refuse values ``accept`` rejects, saying what is required."""
+def _checked(cast, accept, requirement: str, form: str):
+    """An argparse type: ``cast`` the text, then refuse values ``accept`` rejects. Either failure says what is
+    accepted (argparse prefixes the option's name): "expected an integer >= 1, got 'x'"."""
     def convert(text: str):
-        value = cast(text)
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {form}{requirement}, got {text!r}") from None
         if not accept(value):
-            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {requirement.strip()}, got {text}")
         return value
 
     return convert
 
 
-_positive_int = _checked(int, lambda v: v >= 1, ">= 1")
-_positive_float = _checked(float, lambda v: v > 0, "> 0")
-_min_two = _checked(int, lambda v: v >= 2, ">= 2")
-_non_negative_int = _checked(int, lambda v: v >= 0, ">= 0")
-_fraction = _checked(float, lambda v: 0 < v < 1, "between 0 and 1 (exclusive)")
+_positive_int = _checked(int, lambda v: v >= 1, " >= 1", "an integer")
+_positive_float = _checked(float, lambda v: v > 0, " > 0", "a number")
+_min_two = _checked(int, lambda v: v >= 2, " >= 2", "an integer")
+_non_negative_int = _checked(int, lambda v: v >= 0, " >= 0", "an integer")
+_fraction = _checked(float, lambda v: 0 < v < 1, " between 0 and 1 (exclusive)", "a number")
+_integer = _checked(int, lambda v: True, "", "an integer")
+_number = _checked(float, lambda v: True, "", "a number")
 
 
 def _sampling_rate(text: str) -> float:
@@ -47,7 +63,10 @@ def _sampling_rate(text: str) -> float:
         return 0.0
     if text.strip() in ("0", "0.0"):   # how a saved configuration (bids-brainbert.toml) spells 'native'
         return 0.0
-    return _positive_float(text)
+    try:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a rate in Hz (a number > 0) or 'native', got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bids-brainbert",
         description="BrainBERT-style time-frequency derivatives and representations of BIDS iEEG datasets. "
                     "Also: 'bids-brainbert demo OUTPUT_DIR' writes the example dataset and runs the pipeline on it.",
+        usage=USAGE,
         argument_default=argparse.SUPPRESS,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -77,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("execution")
     run.add_argument("-w", "--work-dir", type=Path, metavar="DIR", help="scratch space for intermediate files")
     run.add_argument("--nprocs", "--n-cpus", type=_positive_int, metavar="N", help="recordings processed in parallel")
-    run.add_argument("--random-seed", type=int, metavar="SEED", help="seed for every random generator")
+    run.add_argument("--random-seed", type=_integer, metavar="SEED", help="seed for every random generator")
     run.add_argument("--config-file", type=Path, metavar="FILE", help="TOML file of options (the command line wins)")
     run.add_argument("--skip-bids-validation", action="store_true", help="do not run the BIDS validator")
     run.add_argument("--dry-run", action="store_true", help="print what would be processed and write nothing")
@@ -92,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="highest harmonic notched in Hz (360, as BrainBERT)")
     pre.add_argument("--reference", choices=REFERENCE_SCHEMES,
                      help="re-reference: auto = shaft Laplacian for sEEG/DBS, common average per group for ECoG")
-    pre.add_argument("--laplacian-min-neighbours", type=int, choices=(1, 2),
+    pre.add_argument("--laplacian-min-neighbours", type=_integer, choices=(1, 2),
                      help="contacts need this many shaft neighbours (2 as BrainBERT; 1 keeps shaft ends)")
     pre.add_argument("--sampling-rate", type=_sampling_rate, metavar="HZ",
                      help="analysis rate in Hz (default 2048, as BrainBERT), or 'native'")
@@ -114,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     spec.add_argument("--superlet-backend", choices=("auto", "numpy", "torch"),
                       help="auto: torch on the --device GPU when one is available, else numpy (auto)")
     spec.add_argument("--stft-nperseg", type=_positive_int, metavar="N", help="STFT window length in samples (400)")
-    spec.add_argument("--stft-noverlap", type=int, metavar="N", help="STFT window overlap in samples (350)")
+    spec.add_argument("--stft-noverlap", type=_integer, metavar="N", help="STFT window overlap in samples (350)")
     spec.add_argument("--stft-n-bins", type=_positive_int, metavar="N", help="STFT bins kept from 0 Hz (40)")
     spec.add_argument("--channel-batch-size", type=_positive_int, metavar="N", help="channels transformed at once")
 
@@ -123,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="checkpoint for embeddings: our checkpoint folder/.safetensors or the published .pth "
                             "(default: the group model in OUTPUT_DIR/models, if trained)")
     model.add_argument("--model-label", metavar="LABEL", help="desc label of the model and its embeddings (brainbert)")
-    model.add_argument("--embedding-layer", type=int, metavar="I", help="-1 last layer, 0 input stage, i layer i")
+    model.add_argument("--embedding-layer", type=_integer, metavar="I", help="-1 last layer, 0 input stage, i layer i")
     model.add_argument("--embedding-pooling", choices=("middle", "mean"),
                        help="readout of the event embeddings used for decoding: middle: mean of the middle frames "
                             "(BrainBERT's probes); mean: all frames")
@@ -154,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--mask-probability", type=_positive_float, metavar="P", help="span start probability (0.05)")
     group.add_argument("--train-window-s", type=_positive_float, metavar="S", help="pretraining window length (5)")
     group.add_argument("--validation-split", choices=("run", "subject"), help="validation held out by run or subject")
-    group.add_argument("--validation-fraction", type=float, metavar="F", help="fraction held out for validation (0.1)")
+    group.add_argument("--validation-fraction", type=_number, metavar="F", help="fraction held out for validation (0.1)")
     group.add_argument("--holdout-participant-label", nargs="+", metavar="LABEL",
                        help="subjects left out of pretraining (generalization); embeddings are still written")
     group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (500)")
@@ -208,7 +228,7 @@ def build_demo_parser() -> argparse.ArgumentParser:
                                  "participant level into OUTPUT_DIR/derivatives/bids-brainbert.")
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--small", action="store_true", help="a shorter, smaller dataset (seconds)")
-    parser.add_argument("--random-seed", type=int, default=42)
+    parser.add_argument("--random-seed", type=_integer, default=42)
     parser.add_argument("--nprocs", type=_positive_int, default=1)
     parser.add_argument("--dataset-only", action="store_true", help="write the dataset, do not run the pipeline")
     return parser

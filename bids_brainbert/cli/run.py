@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 import uuid
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
 
@@ -39,8 +40,15 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning as one log line (no file name and source line, which mean nothing to a user)."""
+    text = " ".join(str(message).split()) or category.__name__
+    LOGGER.warning("%s", text if category is UserWarning else f"{category.__name__}: {text}")
+
+
 def configure_logging(verbose: int) -> None:
     LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
+    warnings.showwarning = _log_warning
     if not any(getattr(h, "_bids_brainbert", False) for h in LOGGER.handlers):
         handler = _CurrentStderrHandler()
         handler.setFormatter(OneLineFormatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S"))
@@ -132,9 +140,10 @@ def location_in_input(bids_dir: Path, path: Path) -> PurePath | None:
 def resolve(config: RunConfig) -> RunConfig:
     bids_dir = Path(config.bids_dir).expanduser().absolute()
     output_dir = Path(config.output_dir).expanduser().absolute()
-    if location_in_input(bids_dir, output_dir) is not None:
+    output_location = location_in_input(bids_dir, output_dir)
+    if output_location is not None and not in_derivatives_folder(output_location):
         raise UsageError(f"{output_dir}: the output directory must not be inside the BIDS directory {bids_dir} "
-                         "(the input dataset is never written to)")
+                         "(the input dataset is never written to), except under its derivatives/ folder")
     if config.work_dir and location_in_input(bids_dir, Path(config.work_dir).expanduser().absolute()) is not None:
         raise UsageError(f"{Path(config.work_dir).absolute()}: the work directory (-w) must not be inside the BIDS "
                          f"directory {bids_dir} (the input dataset is never written to)")
@@ -163,6 +172,13 @@ def resolve(config: RunConfig) -> RunConfig:
         resolved = replace(resolved, model_label=RunConfig.model_label + "Holdout" +
                            "".join(resolved.holdout_participant_label))
     return resolved
+
+
+def in_derivatives_folder(location: PurePath) -> bool:
+    """Whether a place inside the input (from :func:`location_in_input`, so links already resolved: a
+    ``derivatives`` symlink into the raw data does not count) is ``derivatives/<name>[/...]``, the conventional
+    place for derivatives, which BIDS tools skip as raw data."""
+    return len(location.parts) >= 2 and location.parts[0] == "derivatives"
 
 
 def selection_of(config: RunConfig) -> Selection:
@@ -227,8 +243,12 @@ def run_app(argv: list[str]) -> int:
         write_config_toml(config, log_dir / "bids-brainbert.toml")
     if config.analysis_level == "group":
         from ..workflows.group import run_group_level
+        from ..workflows.run_log import group_log
 
-        outcomes = run_group_level(config, recordings)
+        with group_log(config, run_id):   # OUTPUT_DIR/logs/group/<run id>/
+            LOGGER.info("group level (%s) on %d recording(s); run %s", config.analysis, len(recordings), run_id)
+            outcomes = run_group_level(config, recordings)
+            return report_outcomes(outcomes)
     else:
         if model_source is None:
             LOGGER.info("no model given and none trained in %s/models: writing spectrograms only (run the group "
@@ -293,6 +313,11 @@ def run_demo(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:   # a bare call: how to call it, not only what is missing
+        print(build_parser().format_usage().rstrip(), file=sys.stderr)
+        print("bids-brainbert: error: no arguments; 'bids-brainbert --help' lists every option, "
+              "'bids-brainbert demo demo_out' runs the example", file=sys.stderr)
+        return UsageError.exit_code
     try:
         with sigterm_as_keyboard_interrupt():   # SLURM's time limit ends like Ctrl-C: clean up, exit 130
             if argv and argv[0] == "demo":

@@ -50,6 +50,7 @@ from ..model.encoder import BrainBertPretrainModel, ModelConfig, resolve_model_c
 from ..model.loss import masked_reconstruction_loss
 from ..model.masking import MaskConfig, mask_spectrogram
 from ..precision import PRECISIONS, autocast as precision_autocast, resolve_precision
+from .interrupts import signals_deferred
 from .windows import SpectrogramWindows
 
 log = logging.getLogger(__name__)
@@ -368,6 +369,13 @@ class _Dist:
         return value
 
 
+class _NoBarrier(_Dist):
+    """The process layout without the barrier, for the checkpoint written while every process is interrupted."""
+
+    def barrier(self) -> None:
+        pass
+
+
 def _setup_distributed(device_request: str) -> _Dist:
     if dist.is_available() and dist.is_initialized():
         return _Dist(dist.get_world_size(), dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), False)
@@ -648,14 +656,15 @@ def _pretrain(train_paths: list[Path], val_paths: list[Path], output_dir: Path, 
     show = progress and ddp.is_main
     bar = None
     if show and start_step < config.steps:
-        from tqdm import tqdm
+        from ..progress import progress_bar   # a bar on a terminal, log lines every few percent elsewhere
 
-        bar = tqdm(total=config.steps, initial=start_step, desc="pretrain", dynamic_ncols=True)
+        bar = progress_bar(config.steps, "pretrain", initial=start_step, unit="steps")
 
     losses_device = torch.zeros(config.steps, dtype=torch.float32, device=device)
     params = [p for p in model.parameters() if p.requires_grad]
     last_dir = latest_checkpoint(output_dir) if start_step >= config.steps else None
     step = start_step
+    completed = saved = start_step   # the last step applied to the model, and the last one saved
     try:
         for batch in train_loader:
             step = int(batch["step"])
@@ -674,8 +683,10 @@ def _pretrain(train_paths: list[Path], val_paths: list[Path], output_dir: Path, 
             parts.loss.backward()
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            losses_device[step - 1] = ddp.mean(parts.loss.detach().float())
+            with signals_deferred():   # Ctrl-C / SIGTERM land between steps, never inside an update
+                optimizer.step()
+                losses_device[step - 1] = ddp.mean(parts.loss.detach().float())
+                completed = step
 
             if on_step is not None:
                 on_step(StepInfo(step=step, epoch=sampler.epoch_of(step), loss=float(parts.loss.detach()), lr=lr,
@@ -693,6 +704,21 @@ def _pretrain(train_paths: list[Path], val_paths: list[Path], output_dir: Path, 
             if step % config.checkpoint_every == 0 or is_last:
                 history = history[:start_step] + losses_device[start_step:step].tolist()
                 last_dir = save(step)
+                saved = step
+    except KeyboardInterrupt:   # Ctrl-C, or SIGTERM routed here: keep the steps done, resumable
+        if bar is not None:
+            bar.close()
+            bar = None
+        if completed > saved:
+            history = history[:start_step] + losses_device[start_step:completed].tolist()
+            del val_steps[len(val_losses):]   # a validation cut short has a step but no loss
+            # no barrier: the other processes are being interrupted too
+            kept = _save_training_checkpoint(output_dir, model, model_config, optimizer, config, completed,
+                                             history, val_steps, val_losses, summary, _NoBarrier(**vars(ddp)))
+            if ddp.is_main:
+                log.warning("interrupted at step %d of %d: checkpoint saved to %s; run the same command again to "
+                            "resume from there", completed, config.steps, kept)
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from .numba_cache import compiled
 
 
 def _compiled(func):
-    """``numba.njit`` with the machine code cached on disk (fresh processes then start at once), in memory only
-    where no cache directory can be written (a read-only container without a writable home)."""
-    try:
-        return numba.njit(cache=True, nogil=True, boundscheck=False)(func)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(cache=False, nogil=True, boundscheck=False)(func)
+    """``numba.njit`` cached in the per-user cache directory (never inside the installed package), in memory only
+    where no cache directory can be written (a read-only container without a writable home): see numba_cache."""
+    return compiled(func, nogil=True, boundscheck=False)
 
 
 # Gains are generated in blocks of this many bins: within a block by a sequential recurrence, from block to block by

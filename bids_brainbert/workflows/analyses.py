@@ -630,7 +630,9 @@ def run_group_analyses(config: RunConfig, recordings: list[Recording], analysis:
         written += run_dimensionality(config, recordings, atlas)
     written.append(write_citation(config, analysis))
     written += write_subject_reports(config, recordings)
+    LOGGER.info("report: group_ieeg.html")
     written.append(write_group_report(config, recordings))
+    LOGGER.info("reports written to %s", config.output_dir)
     return written
 
 
@@ -753,7 +755,9 @@ def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> lis
     for recording in recordings:
         subjects[recording.subject].append(recording)
     written = []
-    for subject, subject_recordings in sorted(subjects.items()):
+    for number, (subject, subject_recordings) in enumerate(sorted(subjects.items()), start=1):
+        LOGGER.info("report %d of %d: sub-%s.html (%d recording(s))", number, len(subjects), subject,
+                    len(subject_recordings))   # seconds each: figures for every recording
         path = root_path(config, f"sub-{subject}.html")
         deriv.atomic_write_bytes(path, subject_report(config, subject, subject_recordings).encode("utf-8"))
         written.append(path)

@@ -18,6 +18,7 @@ from ..model import weights_sha256
 from ..training import PretrainConfig, pretrain, split_paths
 from .embeddings import ModelSource, group_model_root, write_embeddings
 from .participant import RecordingOutcome, spectrogram_paths_for
+from .pretrain_clock import PretrainingClock, warn_if_long_on_cpu
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -67,8 +68,9 @@ def pretrain_and_embed(config: RunConfig, recordings: list[Recording]) -> list[R
     train, val = split_paths(pool, config.validation_fraction, by=config.validation_split, seed=config.random_seed)
     LOGGER.info("pretraining a %s model on %d recording(s), validating on %d, %d steps", config.model_size,
                 len(train), len(val), config.train_steps)
+    warn_if_long_on_cpu(config)
     result = pretrain(train, val, group_model_root(config), pretraining_config(config), init_from=config.init_model,
-                      resume=True, progress=True)
+                      resume=True, progress=True, on_step=PretrainingClock(config.train_steps, config.device))
     if result.rank != 0:
         return None
     LOGGER.info("model written to %s (final training loss %.4f)", result.checkpoint_dir,

@@ -35,6 +35,7 @@ from ..preprocessing import (ReferencePlan, line_noise_description, reference_pl
 from ..preprocessing.batched import preprocessed_batches
 from ..preprocessing.line_noise import MAX_NOTCHES, notch_count
 from ..preprocessing.resampling import resampled_length
+from ..progress import progress
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
 from .embeddings import ModelSource, write_embeddings
 from .scratch import remove_abandoned_scratch, scratch_dir, scratch_parent
@@ -362,13 +363,14 @@ def run_participant_level(config: RunConfig, recordings: list[Recording], run_id
     remove_abandoned_scratch(config.work_dir)
     if config.nprocs <= 1 or len(recordings) == 1:
         return [process_recording(r, config, run_id, model_source)
-                for r in tqdm(recordings, desc="recordings", unit="rec", disable=None)]
+                for r in progress(recordings, desc="recordings", unit="recordings")]
     outcomes = []
     with ProcessPoolExecutor(max_workers=config.nprocs, mp_context=get_context("spawn"),
                              initializer=_worker_init, initargs=(config.random_seed,)) as pool:
         futures = [pool.submit(process_recording, r, config, run_id, model_source) for r in recordings]
         try:
-            for recording, future in zip(recordings, tqdm(futures, desc="recordings", unit="rec", disable=None)):
+            # the bar first: zip stops at the shorter input, and the bar counts an item when the next is asked for
+            for future, recording in zip(progress(futures, desc="recordings", unit="recordings"), recordings):
                 try:
                     outcomes.append(future.result())
                 except BrokenProcessPool:

@@ -5,8 +5,9 @@ Run by run.sh with the repository's .venv::
     python tests/container/check_outputs.py --work WORK --image-json IMAGE.json --revision SHA
 
 WORK holds ``demo/rawdata`` (written in the container), ``out`` (participant + group level in the container),
-``out-torchrun`` (group level under torchrun), ``readme/demo_out/derivatives/bids-brainbert`` (the README's
-docker line) and ``native`` (the participant level run natively). Every failed check is listed; exit 1 if any.
+``out-torchrun`` (group level under torchrun), ``layout/ds`` (a copy of the dataset with the participant level
+written into its ``derivatives/bids-brainbert``), ``marker.json`` (the image's marker file),
+``readme/demo_out/derivatives/bids-brainbert`` (the README's docker line) and ``native`` (the participant level run natively). Every failed check is listed; exit 1 if any.
 """
 
 from __future__ import annotations
@@ -103,8 +104,7 @@ def check_participant(checks: Checks, out: Path, native: Path, rawdata: Path, la
             checks.check(ours[name].stat().st_uid == owner_uid, f"{label}: {name} not owned by UID {owner_uid}")
     description = json.loads((out / "dataset_description.json").read_text())
     container = description["GeneratedBy"][0].get("Container")
-    # the tag given at build time (run.sh: the image's full name) shows that the image's ENV reached the app;
-    # without it the app would only guess "docker" from /run/.containerenv
+    # the tag given at build time (run.sh: the image's full name) shows that the image's ENV reached the app
     checks.check(container == {"Type": "docker", "Tag": f"localhost/bids-brainbert:{__version__}"},
                  f"{label}: GeneratedBy.Container is {container}")
     for subject in {r.subject for r in index_recordings(rawdata)}:
@@ -163,6 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     check_participant(checks, work / "out", native, rawdata, "container", owner_uid=CONTAINER_UID)
     check_participant(checks, work / "readme" / "demo_out" / "derivatives" / "bids-brainbert", native, rawdata,
                       "README docker line")
+    layout = work / "layout" / "ds"
+    check_participant(checks, layout / "derivatives" / "bids-brainbert", native, rawdata, "derivatives/ layout",
+                      owner_uid=CONTAINER_UID)
+    raw_part = {p.relative_to(layout).as_posix(): p.read_bytes() for p in layout.rglob("*")
+                if p.is_file() and p.relative_to(layout).parts[0] != "derivatives"}
+    checks.check(raw_part == {p.relative_to(rawdata).as_posix(): p.read_bytes() for p in rawdata.rglob("*")
+                              if p.is_file()}, "derivatives/ layout: the raw data beside the derivatives changed")
+    marker = json.loads((work / "marker.json").read_text())
+    checks.check(marker == {"Type": "docker", "Tag": f"localhost/bids-brainbert:{__version__}"},
+                 f"image marker /etc/bids-brainbert/container.json is {marker}")
     everyone = {r.subject for r in index_recordings(rawdata)}
     check_group(checks, work / "out", rawdata, everyone, steps=12, world_size=1, label="group")
     check_group(checks, work / "out-torchrun", rawdata, {"03"}, steps=12, world_size=2, label="torchrun")

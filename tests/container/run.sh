@@ -6,8 +6,9 @@
 # 1. makes podman usable with ../shared/tools/podman-setup.sh (podman, runc, a local Debian base image);
 # 2. builds the Dockerfile with podman (local base, local CPU torch wheel, the machine's CA bundle as a secret);
 # 3. in the container, as HPC sites and BIDS-Apps CI run it (--read-only, --user 1234:1234, --network=none,
-#    input mounted read-only): writes the demo dataset, runs the participant level, the group level, and the
-#    group level again under torchrun with two processes;
+#    input mounted read-only): writes the demo dataset, runs the participant level, the group level, the
+#    group level again under torchrun with two processes, and the participant level into the dataset's own
+#    derivatives/bids-brainbert folder (the dataset read-only, that folder mounted writable over it);
 # 4. runs the README's `docker run` line verbatim, with the docker CLI talking to podman's API socket;
 # 5. runs the participant level natively on the same dataset and checks the container's outputs against it
 #    (tests/container/check_outputs.py, with the repository's .venv).
@@ -79,6 +80,15 @@ chmod -R a+rwX "$work/out-torchrun"
 "${hpc_run[@]}" -v "$work/demo/rawdata:/data:ro" -v "$work/out-torchrun:/out" --entrypoint torchrun "$image" \
   --standalone --nproc-per-node 2 -m bids_brainbert /data /out group --participant-label 03 \
   --skip-bids-validation "${group_fast[@]}"
+
+phase "container: participant level into the dataset's own derivatives/ folder (dataset read-only)"
+mkdir -p "$work/layout" && cp -r "$work/demo/rawdata" "$work/layout/ds"
+mkdir -p "$work/layout/ds/derivatives/bids-brainbert" && chmod 0777 "$work/layout/ds/derivatives/bids-brainbert"
+"${hpc_run[@]}" -v "$work/layout/ds:/data:ro" \
+  -v "$work/layout/ds/derivatives/bids-brainbert:/data/derivatives/bids-brainbert" "$image" \
+  /data /data/derivatives/bids-brainbert participant --nprocs 2 --random-seed 7
+# the marker file by which the app knows it runs in its own image
+"${hpc_run[@]}" --entrypoint cat "$image" /etc/bids-brainbert/container.json > "$work/marker.json"
 
 # --- 4. the README's docker line, verbatim, through podman's Docker-compatible socket -----------------------------
 phase "docker CLI: the README's docker run line"
