@@ -17,9 +17,9 @@ from typing import Any, Iterable
 
 from ..errors import EmptySelectionError, InvalidDatasetError, UsageError
 
-# Formats mne-bids can read for iEEG; .nwb and .mefd are valid BIDS but not readable here.
-READABLE_EXTENSIONS = (".edf", ".vhdr", ".set", ".bdf")
-UNREADABLE_EXTENSIONS = (".nwb", ".mefd")
+# Every BIDS-iEEG format: mne-bids reads the first four, bids_brainbert.io.formats MEF3 (.mefd folders) and NWB.
+READABLE_EXTENSIONS = (".edf", ".vhdr", ".set", ".bdf", ".mefd", ".nwb")
+UNREADABLE_EXTENSIONS: tuple[str, ...] = ()
 ENTITY_ORDER = ("subject", "session", "task", "acquisition", "run")
 _KEY_TO_ENTITY = {"sub": "subject", "ses": "session", "task": "task", "acq": "acquisition", "run": "run"}
 _FILENAME = re.compile(r"^(?P<stem>(?:[a-zA-Z]+-[a-zA-Z0-9]+_)+)ieeg(?P<ext>\.[a-zA-Z0-9.]+)$")

@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..bids.discovery import UNREADABLE_EXTENSIONS, Recording
 from ..errors import RecordingError
+from . import formats
 
 LOGGER = logging.getLogger("bids_brainbert")
 ANALYSED_TYPES = ("seeg", "ecog")
@@ -271,7 +272,7 @@ def _file_channel_names(recording: Recording) -> list[str]:
     """Channel names in the data file's own header (the reader renames duplicates: those are refused)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        raw = mne.io.read_raw(recording.path, preload=False, verbose="warning")
+        raw = formats.read_raw_file(recording.path)
     for warning in caught:
         if "not unique" in str(warning.message) or "duplicate" in str(warning.message).lower():
             names = re.search(r"\{(.+?)\}", str(warning.message))
@@ -369,13 +370,13 @@ def read_raw(recording: Recording, checked: bool = False, preload: bool = True) 
     ``checked``: :func:`check_bids_files` was already run. ``preload=False`` leaves the signal on disk."""
     if recording.extension in UNREADABLE_EXTENSIONS:
         raise RecordingError(f"{recording.path}: {recording.extension} recordings cannot be read (supported: "
-                             "EDF, BDF, BrainVision, EEGLAB)")
+                             "EDF, BDF, BrainVision, EEGLAB, MEF3, NWB)")
     if not checked:
         check_bids_files(recording)
     bids_path = mne_bids.get_bids_path_from_fname(recording.path, check=False)
     bids_path.update(root=_root_of(recording), datatype="ieeg")
     try:
-        with warnings.catch_warnings(), _without_sidecar_locks():
+        with warnings.catch_warnings(), _without_sidecar_locks(), formats.extra_readers():
             warnings.simplefilter("ignore")
             raw = mne_bids.read_raw_bids(bids_path, verbose="error")
             if preload:
