@@ -32,8 +32,9 @@ def _start_uutc(raw: mne.io.BaseRaw) -> int:
     return int(round(date.timestamp() * 1e6))
 
 
-def write_mef3(raw: mne.io.BaseRaw, path: Path, password: str = "", chunk_samples: int | None = None) -> Path:
-    """``raw`` as a MEF3 session folder ``path`` (``.mefd``), in µV; ``password`` encrypts it (both levels).
+def write_mef3(raw: mne.io.BaseRaw, path: Path, passwords: tuple[str, str] = ("", ""),
+               chunk_samples: int | None = None) -> Path:
+    """``raw`` as a MEF3 session folder ``path`` (``.mefd``), in µV; ``passwords`` (level 1, level 2) encrypt it.
     ``chunk_samples`` appends each channel in pieces (to write long recordings in bounded memory)."""
     import mef3io
 
@@ -41,7 +42,7 @@ def write_mef3(raw: mne.io.BaseRaw, path: Path, password: str = "", chunk_sample
     start = _start_uutc(raw)
     sfreq = float(raw.info["sfreq"])
     step = chunk_samples or raw.n_times
-    with mef3io.Writer(str(path), overwrite=True, units="uV", password1=password, password2=password) as writer:
+    with mef3io.Writer(str(path), overwrite=True, units="uV", password1=passwords[0], password2=passwords[1]) as writer:
         for index, name in enumerate(raw.ch_names):
             precision = None
             for begin in range(0, raw.n_times, step):

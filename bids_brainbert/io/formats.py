@@ -9,6 +9,7 @@ the other sidecars exactly as for its own formats, so everything downstream sees
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -21,18 +22,9 @@ from ..errors import RecordingError
 EXTRA_EXTENSIONS = (".mefd", ".nwb")
 
 
-@contextmanager
-def mef3_password(password: str | None) -> Iterator[None]:
-    """The password MEF3 sessions are opened with inside the block (encrypted sessions need one)."""
-    previous = _SETTINGS["mef3_password"]
-    _SETTINGS["mef3_password"] = password or ""
-    try:
-        yield
-    finally:
-        _SETTINGS["mef3_password"] = previous
-
-
-_SETTINGS = {"mef3_password": ""}
+# Encrypted MEF3 sessions are opened with the password in this environment variable: an environment variable
+# reaches the worker processes and, unlike an option, is neither shown by ps nor saved with the run's configuration.
+MEF3_PASSWORD_VARIABLE = "BIDS_BRAINBERT_MEF3_PASSWORD"
 
 
 def _sidecar_table(path: Path) -> dict[str, str] | None:
@@ -57,7 +49,7 @@ def _sidecar_table(path: Path) -> dict[str, str] | None:
 def _read_mef3(path: Path) -> mne.io.BaseRaw:
     from .mef3 import RawMEF3
 
-    return RawMEF3(path, password=_SETTINGS["mef3_password"], fallback_units=_sidecar_table(path))
+    return RawMEF3(path, password=os.environ.get(MEF3_PASSWORD_VARIABLE, ""), fallback_units=_sidecar_table(path))
 
 
 def _read_nwb(path: Path) -> mne.io.BaseRaw:

@@ -7,7 +7,7 @@ a batch of channels costs memory for that batch alone.
 What is refused, with one line naming the session: channels stored at different sampling rates or over different
 time spans (BIDS iEEG has one rate per recording: resample or split it), discontinuities (a gap between or
 inside segments: the spectrogram of a gap is not a measurement; cut the session at its gaps, one BIDS run each)
-and encrypted sessions without their password (``--mef3-password-file``).
+and encrypted sessions without their password (environment variable ``BIDS_BRAINBERT_MEF3_PASSWORD``).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def _open(path: Path, password: str):
         return mef3io.Reader(str(path), password=password or "")
     except mef3io.PasswordError:
         raise RecordingError(f"{path}: encrypted MEF3 session: " + (
-            "the password given (--mef3-password-file) does not open it" if password else
-            "give its password with --mef3-password-file")) from None
+            "the password in BIDS_BRAINBERT_MEF3_PASSWORD does not open it" if password else
+            "set its password in the environment variable BIDS_BRAINBERT_MEF3_PASSWORD")) from None
 
 
 def _file_order(names: list[str], infos: dict[str, dict], table_order: list[str]) -> list[str]:
