@@ -116,6 +116,8 @@ def level_outputs(brainvision, twins, tmp_path_factory):
         assert main([str(root), str(out), "participant", *STFT]) == 0
         assert main([str(root), str(out), "group", *GROUP]) == 0
         outputs[name] = out
+    assert main([str(brainvision), str(outputs["brainvision"]), "group", *STFT, "--analysis", "decoding",
+                 "--decoding-window-s", "1", "--decoding-contrast", "a,b", "--data-efficiency-draws", "2"]) == 0
     return outputs
 
 
@@ -246,3 +248,42 @@ def test_an_nwb_file_that_cannot_be_analysed_is_refused_naming_it(twins, tmp_pat
     joined = loading.read_raw(recording)
     assert joined.ch_names == raw.ch_names and joined.n_times == 5000 and joined.info["sfreq"] == pytest.approx(sfreq)
     np.testing.assert_array_equal(joined.get_data(), raw.get_data(stop=5000))
+
+
+# ------------------------------------------------------------------------------------------------- PyBIDS
+def test_pybids_finds_every_derivative_by_its_entities(brainvision, level_outputs):
+    """Plain BIDSLayout(OUT, validate=False) and BIDSLayout(raw, derivatives=OUT) find spectrograms, channel
+    tables, embeddings, event embeddings and group tables with their sidecars; api.find_derivatives(as_layout=True)
+    finds the models too, by desc and checkpoint step."""
+    from bids import BIDSLayout
+
+    from bids_brainbert import api
+
+    out = level_outputs["brainvision"]
+    plain = BIDSLayout(out, validate=False)
+    with_raw = BIDSLayout(brainvision, derivatives=out)
+    ours = api.find_derivatives(out, as_layout=True)
+    for layout, scope in ((plain, "all"), (with_raw, "bids-brainbert"), (ours, "all")):
+        def found(**entities):
+            return sorted(Path(f.path).relative_to(out).as_posix() for f in layout.get(scope=scope, **entities))
+
+        assert found(subject="02", desc="stft", suffix="spectrogram", extension=".npy") == [
+            "sub-02/ieeg/sub-02_task-rest_desc-stft_spectrogram.npy"]
+        assert found(task="rest", suffix="channels", extension=".tsv", desc="stft") == [
+            f"sub-0{s}/ieeg/sub-0{s}_task-rest_desc-stft_channels.tsv" for s in (1, 2)]
+        assert found(subject="01", desc="brainbert", suffix="embeddings", extension=".npy") == [
+            "sub-01/ieeg/sub-01_task-rest_desc-brainbert_embeddings.npy"]
+        assert found(subject="01", desc="brainbertEvents", suffix="embeddings", extension=".tsv") == [
+            "sub-01/ieeg/sub-01_task-rest_desc-brainbertEvents_embeddings.tsv"]
+        assert found(task="rest", desc="decoding", suffix="summary", extension=".tsv") == [
+            "task-rest_desc-decoding_summary.tsv"]
+        spectrogram = out / "sub-02/ieeg/sub-02_task-rest_desc-stft_spectrogram.npy"
+        metadata = layout.get_metadata(str(spectrogram), scope=scope)
+        assert metadata == json.loads(spectrogram.with_suffix(".json").read_text())
+        assert metadata["Units"] == "V" and metadata["ChannelsFile"] == "sub-02_task-rest_desc-stft_channels.tsv"
+    assert with_raw.get(scope="raw", subject="02", suffix="ieeg", extension=".vhdr")
+    latest = json.loads((out / "models/desc-brainbert/checkpoints/latest.json").read_text())["checkpoint"]
+    step = latest.split("-")[1]
+    models = ours.get(desc="brainbert", suffix="model", extension=".safetensors", step=step)
+    assert [Path(f.path) for f in models] == [out / f"models/desc-brainbert/checkpoints/{latest}/model.safetensors"]
+    assert ours.get(return_type="id", target="step") == [step]
