@@ -35,21 +35,25 @@ def _start_uutc(raw: mne.io.BaseRaw) -> int:
 def write_mef3(raw: mne.io.BaseRaw, path: Path, passwords: tuple[str, str] = ("", ""),
                chunk_samples: int | None = None) -> Path:
     """``raw`` as a MEF3 session folder ``path`` (``.mefd``), in µV; ``passwords`` (level 1, level 2) encrypt it.
-    ``chunk_samples`` appends each channel in pieces (to write long recordings in bounded memory)."""
+    ``chunk_samples`` writes the recording a block of samples at a time, all channels (appending each channel's
+    segment): long recordings in bounded memory. Each channel keeps the precision its first block allows."""
     import mef3io
 
     path = Path(path)
     start = _start_uutc(raw)
     sfreq = float(raw.info["sfreq"])
     step = chunk_samples or raw.n_times
-    with mef3io.Writer(str(path), overwrite=True, units="uV", password1=passwords[0], password2=passwords[1]) as writer:
-        for index, name in enumerate(raw.ch_names):
-            precision = None
-            for begin in range(0, raw.n_times, step):
-                end = min(raw.n_times, begin + step)
-                channel = raw.get_data(picks=[index], start=begin, stop=end, verbose="error")[0] * 1e6
-                precision = _precision(channel) if precision is None else precision
-                writer.write(name, channel, start + int(round(begin * 1e6 / sfreq)), fs=sfreq, precision=precision)
+    precisions: list[int] = []
+    with mef3io.Writer(str(path), overwrite=True, units="uV", password1=passwords[0],
+                       password2=passwords[1]) as writer:
+        for begin in range(0, raw.n_times, step):
+            end = min(raw.n_times, begin + step)
+            block = raw.get_data(start=begin, stop=end, verbose="error") * 1e6
+            if not precisions:  # headroom for later blocks: a tenth of the int32 range
+                precisions = [_precision(10 * row) if step < raw.n_times else _precision(row) for row in block]
+            for name, row, precision in zip(raw.ch_names, block, precisions):
+                writer.write(name, row, start + int(round(begin * 1e6 / sfreq)), fs=sfreq, precision=precision)
+            del block
     return path
 
 
@@ -87,8 +91,9 @@ def write_nwb(raw: mne.io.BaseRaw, path: Path, labels: bool = True, chunk_sample
             return np.dtype(np.float32)
 
     samples = chunk_samples or raw.n_times
+    # HDF5 chunks of one channel: a batch of channels is read without decoding the others
     data = _Chunks(buffer_shape=(min(samples, raw.n_times), len(raw.ch_names)),
-                   chunk_shape=(min(samples, raw.n_times, 2**16), len(raw.ch_names)), display_progress=False)
+                   chunk_shape=(min(raw.n_times, 2**16), 1), display_progress=False)
     nwbfile.add_acquisition(ElectricalSeries(name="ieeg", data=data, electrodes=region,
                                              rate=float(raw.info["sfreq"]), starting_time=0.0, conversion=1e-6))
     with pynwb.NWBHDF5IO(str(path), "w") as io:
@@ -96,21 +101,21 @@ def write_nwb(raw: mne.io.BaseRaw, path: Path, labels: bool = True, chunk_sample
     return Path(path)
 
 
-def twin_dataset(source: Path, target: Path, fmt: str) -> Path:
+def twin_dataset(source: Path, target: Path, fmt: str, block_bytes: int = 64 * 2**20) -> Path:
     """A copy of the BIDS dataset ``source`` at ``target`` whose recordings are rewritten as ``fmt`` ("MEF3" or
-    "NWB"); sidecars are kept, scans.tsv names the new files."""
+    "NWB"), ``block_bytes`` of float64 samples at a time; sidecars are kept, scans.tsv names the new files."""
     writers = {"MEF3": (".mefd", write_mef3), "NWB": (".nwb", write_nwb)}
     extension, writer = writers[fmt]
     source, target = Path(source), Path(target)
-    shutil.copytree(source, target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*_ieeg.eeg", "*_ieeg.fdt"))  # read in source
     renamed: dict[str, str] = {}
     for recording in sorted(target.rglob("*_ieeg.*")):
         if recording.suffix not in (".vhdr", ".edf", ".bdf", ".set"):
             continue
-        raw = mne.io.read_raw(recording, preload=True, verbose="error")
+        raw = mne.io.read_raw(source / recording.relative_to(target), preload=False, verbose="error")
         destination = recording.with_suffix(extension)
-        writer(raw, destination)
-        partners = {".vhdr": (".eeg", ".vmrk"), ".set": (".fdt",)}.get(recording.suffix, ())
+        writer(raw, destination, chunk_samples=max(1, block_bytes // (8 * len(raw.ch_names))))
+        partners = {".vhdr": (".vmrk",), ".set": (".fdt",)}.get(recording.suffix, ())
         for partner in (recording, *(recording.with_suffix(s) for s in partners)):
             partner.unlink(missing_ok=True)
         renamed[recording.name] = destination.name
