@@ -28,18 +28,17 @@ MEF3_PASSWORD_VARIABLE = "BIDS_BRAINBERT_MEF3_PASSWORD"
 
 
 def _sidecar_table(path: Path) -> dict[str, str] | None:
-    """``name -> units`` of the channels.tsv beside a data file (most specific by the inheritance principle)."""
+    """``name -> units`` of the channels.tsv that applies to a data file (None without one), in its row order."""
     import pandas as pd
 
-    own = set(path.name.split("_ieeg")[0].split("_"))
-    best = None
-    for candidate in path.parent.glob("*_channels.tsv"):
-        entities = candidate.name[: -len("_channels.tsv")].split("_")
-        if set(entities) <= own and (best is None or len(entities) > best[0]):
-            best = (len(entities), candidate)
-    if best is None:
+    from ..bids.discovery import Recording, parse_entities
+    from .loading import find_sidecar
+
+    entities = parse_entities(path.name)
+    channels = find_sidecar(Recording(path, entities), "channels.tsv") if entities else None
+    if channels is None:
         return None
-    table = pd.read_csv(best[1], sep="\t", dtype=str, keep_default_na=False)
+    table = pd.read_csv(channels, sep="\t", dtype=str, keep_default_na=False)
     if "name" not in table.columns:
         return None
     units = table["units"] if "units" in table.columns else [""] * len(table)
