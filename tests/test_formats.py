@@ -288,3 +288,34 @@ def test_pybids_finds_every_derivative_by_its_entities(brainvision, level_output
     models = ours.get(desc="brainbert", suffix="model", extension=".safetensors", step=step)
     assert [Path(f.path) for f in models] == [out / f"models/desc-brainbert/checkpoints/{latest}/model.safetensors"]
     assert ours.get(return_type="id", target="step") == [step]
+
+
+def test_an_nwb_file_pointing_outside_the_dataset_is_refused(twins, tmp_path):
+    """An HDF5 external link would make us read a file outside the input dataset."""
+    import h5py
+
+    root = tmp_path / "ds"
+    shutil.copytree(twins["NWB"], root)
+    recording = index_recordings(root)[0]
+    outside = tmp_path / "outside.h5"
+    with h5py.File(outside, "w") as handle:
+        handle["data"] = np.zeros((10, 7), dtype=np.float32)
+    with h5py.File(recording.path, "a") as handle:
+        del handle["acquisition/ieeg/data"]
+        handle["acquisition/ieeg/data"] = h5py.ExternalLink(str(outside), "data")
+    with pytest.raises(RecordingError, match=f"^{recording.path}: refers to data in other files "
+                                             r"\(acquisition/ieeg/data \(external link to "):
+        loading.open_recording(recording)
+
+
+def test_a_mef3_session_linking_outside_the_dataset_is_refused(twins, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(twins["MEF3"], root)
+    recording = index_recordings(root)[0]
+    data = next(recording.path.glob("LA2.timd/*.segd/*.tdat"))
+    outside = tmp_path / "elsewhere.tdat"
+    shutil.move(data, outside)
+    data.symlink_to(outside)
+    with pytest.raises(RecordingError, match=f"^{recording.path}: LA2.timd/.*tdat is a symbolic link out of the "
+                                             "session folder"):
+        loading.open_recording(recording)

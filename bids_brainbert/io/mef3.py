@@ -7,7 +7,7 @@ a batch of channels costs memory for that batch alone.
 What is refused, with one line naming the session: channels stored at different sampling rates or over different
 time spans (BIDS iEEG has one rate per recording: resample or split it), discontinuities (a gap between or
 inside segments: the spectrogram of a gap is not a measurement; cut the session at its gaps, one BIDS run each)
-and encrypted sessions without their password (environment variable ``BIDS_BRAINBERT_MEF3_PASSWORD``).
+symbolic links out of the session folder, and encrypted sessions without their password (environment variable ``BIDS_BRAINBERT_MEF3_PASSWORD``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,15 @@ def unit_scale(units: str | None) -> float | None:
     if not units:
         return None
     return UNIT_SCALES.get(units.strip().lower())
+
+
+def refuse_outside_links(path: Path) -> None:
+    """A symbolic link inside the session folder that leads out of it would make us read outside the input."""
+    inside = path.resolve()
+    for entry in path.rglob("*"):
+        if entry.is_symlink() and not entry.resolve().is_relative_to(inside):
+            raise RecordingError(f"{path}: {entry.relative_to(path)} is a symbolic link out of the session folder "
+                                 f"(to {entry.resolve()}); a MEF3 session must hold its own files")
 
 
 def _open(path: Path, password: str):
@@ -61,6 +70,7 @@ class RawMEF3(mne.io.BaseRaw):
 
     def __init__(self, path: Path, password: str = "", fallback_units: dict[str, str] | None = None):
         path = Path(path)
+        refuse_outside_links(path)
         with _open(path, password) as reader:
             names = list(reader.channels)
             if not names:

@@ -7,7 +7,8 @@ in its row order; channel types, status and PowerLineFrequency come from the BID
 Reads go straight to the HDF5 dataset, a bounded block of time at a time, so a batch of channels costs memory
 for that batch alone.
 
-What is refused, with one line naming the file: series at different rates, starts or lengths (one rate per
+What is refused, with one line naming the file: data in other files (external links, virtual or external
+datasets: the input dataset is all we read), series at different rates, starts or lengths (one rate per
 recording: resample or split it) and timestamps with gaps or jitter beyond half a sample period (a gap's
 spectrogram is not a measurement: split the file at its gaps, one BIDS run each).
 """
@@ -69,6 +70,28 @@ def _sampling(series, path: Path) -> tuple[float, float, int]:
     return (n_samples - 1) / float(times[-1] - times[0]), float(times[0]), n_samples
 
 
+def refuse_outside_references(path: Path) -> None:
+    """An HDF5 file can point at other files (external links, virtual or external datasets): reading through
+    them would read outside the input dataset, so such a file is refused before anything is read."""
+    import h5py
+
+    found: list[str] = []
+
+    def check(name, link):
+        if isinstance(link, h5py.ExternalLink):
+            found.append(f"{name} (external link to {link.filename})")
+        elif isinstance(link, h5py.HardLink):
+            item = handle.get(name)
+            if isinstance(item, h5py.Dataset) and (item.is_virtual or item.external):
+                found.append(f"{name} ({'virtual' if item.is_virtual else 'external'} dataset)")
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems_links(check)
+    if found:
+        raise RecordingError(f"{path}: refers to data in other files ({', '.join(found[:3])}); an NWB recording "
+                             "must hold its own data")
+
+
 class RawNWB(mne.io.BaseRaw):
     """The ElectricalSeries of an NWB file, read on demand. ``fallback_names``: channels.tsv names, used when the
     electrodes table names no channel."""
@@ -78,6 +101,7 @@ class RawNWB(mne.io.BaseRaw):
         from pynwb.ecephys import ElectricalSeries
 
         path = Path(path)
+        refuse_outside_references(path)
         with pynwb.NWBHDF5IO(str(path), "r", load_namespaces=True) as io:
             nwbfile = io.read()
             found = [s for s in nwbfile.acquisition.values() if isinstance(s, ElectricalSeries)]
