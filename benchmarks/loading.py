@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from long_recording import LIMIT_GB, SFREQ, write_long_dataset
+import numpy as np
+from long_recording import LIMIT_GB, RESOLUTION_UV, SFREQ, write_long_dataset
 
 FORMATS = ("BrainVision", "MEF3", "NWB")
 
@@ -72,7 +73,9 @@ def main() -> None:
               f"{int16_bytes / 1e9:.2f} GB written in {time.perf_counter() - start:.0f} s")
         for fmt in ("MEF3", "NWB"):
             start = time.perf_counter()
-            roots[fmt] = twin_dataset(roots["BrainVision"], tmp / fmt, fmt)
+            # MEF3 stores the BrainVision file's 0.1 µV steps as counts, as an amplifier's MEF3 export would
+            options = {"precision": round(-np.log10(RESOLUTION_UV))} if fmt == "MEF3" else {}
+            roots[fmt] = twin_dataset(roots["BrainVision"], tmp / fmt, fmt, **options)
             size = sum(p.stat().st_size for p in roots[fmt].rglob("*") if p.is_file())
             print(f"{fmt} twin written in {time.perf_counter() - start:.0f} s ({size / 1e9:.2f} GB on disk)")
         results = {}

@@ -33,10 +33,11 @@ def _start_uutc(raw: mne.io.BaseRaw) -> int:
 
 
 def write_mef3(raw: mne.io.BaseRaw, path: Path, passwords: tuple[str, str] = ("", ""),
-               chunk_samples: int | None = None) -> Path:
+               chunk_samples: int | None = None, precision: int | None = None) -> Path:
     """``raw`` as a MEF3 session folder ``path`` (``.mefd``), in µV; ``passwords`` (level 1, level 2) encrypt it.
     ``chunk_samples`` writes the recording a block of samples at a time, all channels (appending each channel's
-    segment): long recordings in bounded memory. Each channel keeps the precision its first block allows."""
+    segment): long recordings in bounded memory. ``precision``: counts of 10**-precision µV (an ADC's step, e.g.
+    1 for 0.1 µV); by default each channel keeps the finest precision its first block allows."""
     import mef3io
 
     path = Path(path)
@@ -49,10 +50,12 @@ def write_mef3(raw: mne.io.BaseRaw, path: Path, passwords: tuple[str, str] = (""
         for begin in range(0, raw.n_times, step):
             end = min(raw.n_times, begin + step)
             block = raw.get_data(start=begin, stop=end, verbose="error") * 1e6
-            if not precisions:  # headroom for later blocks: a tenth of the int32 range
+            if not precisions and precision is not None:
+                precisions = [precision] * len(block)
+            elif not precisions:  # headroom for later blocks: a tenth of the int32 range
                 precisions = [_precision(10 * row) if step < raw.n_times else _precision(row) for row in block]
-            for name, row, precision in zip(raw.ch_names, block, precisions):
-                writer.write(name, row, start + int(round(begin * 1e6 / sfreq)), fs=sfreq, precision=precision)
+            for name, row, digits in zip(raw.ch_names, block, precisions):
+                writer.write(name, row, start + int(round(begin * 1e6 / sfreq)), fs=sfreq, precision=digits)
             del block
     return path
 
@@ -101,9 +104,10 @@ def write_nwb(raw: mne.io.BaseRaw, path: Path, labels: bool = True, chunk_sample
     return Path(path)
 
 
-def twin_dataset(source: Path, target: Path, fmt: str, block_bytes: int = 64 * 2**20) -> Path:
+def twin_dataset(source: Path, target: Path, fmt: str, block_bytes: int = 64 * 2**20, **options) -> Path:
     """A copy of the BIDS dataset ``source`` at ``target`` whose recordings are rewritten as ``fmt`` ("MEF3" or
-    "NWB"), ``block_bytes`` of float64 samples at a time; sidecars are kept, scans.tsv names the new files."""
+    "NWB"), ``block_bytes`` of float64 samples at a time, with the writer's ``options``; sidecars are kept,
+    scans.tsv names the new files."""
     writers = {"MEF3": (".mefd", write_mef3), "NWB": (".nwb", write_nwb)}
     extension, writer = writers[fmt]
     source, target = Path(source), Path(target)
@@ -114,7 +118,7 @@ def twin_dataset(source: Path, target: Path, fmt: str, block_bytes: int = 64 * 2
             continue
         raw = mne.io.read_raw(source / recording.relative_to(target), preload=False, verbose="error")
         destination = recording.with_suffix(extension)
-        writer(raw, destination, chunk_samples=max(1, block_bytes // (8 * len(raw.ch_names))))
+        writer(raw, destination, chunk_samples=max(1, block_bytes // (8 * len(raw.ch_names))), **options)
         partners = {".vhdr": (".vmrk",), ".set": (".fdt",)}.get(recording.suffix, ())
         for partner in (recording, *(recording.with_suffix(s) for s in partners)):
             partner.unlink(missing_ok=True)
