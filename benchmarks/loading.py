@@ -70,26 +70,26 @@ def main() -> None:
         start = time.perf_counter()
         write_long_dataset(roots["BrainVision"], args.minutes, args.channels, runs=1)
         print(f"recording: {args.minutes:g} min x {args.channels} channels at {SFREQ} Hz; BrainVision int16 "
-              f"{int16_bytes / 1e9:.2f} GB written in {time.perf_counter() - start:.0f} s")
+              f"{int16_bytes / 1e9:.2f} GB written in {time.perf_counter() - start:.0f} s", flush=True)
         for fmt in ("MEF3", "NWB"):
             start = time.perf_counter()
             # MEF3 stores the BrainVision file's 0.1 µV steps as counts, as an amplifier's MEF3 export would
             options = {"precision": round(-np.log10(RESOLUTION_UV))} if fmt == "MEF3" else {}
             roots[fmt] = twin_dataset(roots["BrainVision"], tmp / fmt, fmt, **options)
             size = sum(p.stat().st_size for p in roots[fmt].rglob("*") if p.is_file())
-            print(f"{fmt} twin written in {time.perf_counter() - start:.0f} s ({size / 1e9:.2f} GB on disk)")
-        results = {}
-        for fmt in FORMATS:
+            print(f"{fmt} twin written in {time.perf_counter() - start:.0f} s ({size / 1e9:.2f} GB on disk)",
+                  flush=True)
+        reference = None
+        for fmt in FORMATS:  # each printed as soon as measured
             done = subprocess.run([sys.executable, __file__, "--measure", str(roots[fmt])], check=True,
                                   capture_output=True, text=True)
-            results[fmt] = json.loads(done.stdout.strip().splitlines()[-1])
-        reference = results["BrainVision"]["total_s"]
-        for fmt, result in results.items():
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            reference = reference or result["total_s"]
             hours = result["channels"] * result["n_samples"] / SFREQ / 3600
             print(f"{fmt:>11}: open + checks {result['open_s']:.1f} s, + one batched pass {result['total_s']:.1f} s "
                   f"({hours / result['total_s']:.2f} channel-hours/s, {reference / result['total_s']:.2f} x "
                   f"BrainVision's speed); peak RSS {result['peak_rss_gb']:.2f} GB = "
-                  f"{result['peak_rss_gb'] / LIMIT_GB:.2f} x the {LIMIT_GB:g} GB per-recording bound")
+                  f"{result['peak_rss_gb'] / LIMIT_GB:.2f} x the {LIMIT_GB:g} GB per-recording bound", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

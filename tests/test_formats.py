@@ -164,6 +164,9 @@ def _one_error_line(capsys) -> str:
     return lines[0]
 
 
+PASSWORDS = ("secret", "level-2 secret")
+
+
 def _gapped(path, raw):
     data = raw.get_data() * 1e6
     data[:, 2000:2600] = np.nan          # NaN runs are stored as a discontinuity
@@ -183,7 +186,7 @@ def _mixed_rates(path, raw):
 @pytest.mark.parametrize("write, reason", [
     (_gapped, "discontinuous MEF3 recording (channel ECG: 1.172 s missing"),
     (_mixed_rates, "channels stored at different sampling rates (256 Hz: ECG; 512 Hz: LA1, LA2, LA3 ...)"),
-    (lambda path, raw: write_mef3(raw, path, passwords=("secret", "level-2 secret")), "encrypted MEF3 session: set its password"),
+    (lambda path, raw: write_mef3(raw, path, passwords=PASSWORDS), "encrypted MEF3 session: set its password"),
 ], ids=["discontinuous", "mixed-rates", "encrypted"])
 def test_a_mef3_session_that_cannot_be_analysed_is_refused_naming_it(twins, tmp_path, capsys, write, reason):
     path = _replace_session(twins, tmp_path, write)
@@ -195,7 +198,7 @@ def test_a_mef3_session_that_cannot_be_analysed_is_refused_naming_it(twins, tmp_
 
 
 def test_an_encrypted_mef3_session_opens_with_the_password_from_the_environment(twins, tmp_path, monkeypatch):
-    path = _replace_session(twins, tmp_path, lambda path, raw: write_mef3(raw, path, passwords=("secret", "level-2 secret")))
+    path = _replace_session(twins, tmp_path, lambda path, raw: write_mef3(raw, path, passwords=PASSWORDS))
     recording = index_recordings(tmp_path / "ds")[0]
     monkeypatch.setenv(MEF3_PASSWORD_VARIABLE, "wrong")
     with pytest.raises(RecordingError, match="the password in BIDS_BRAINBERT_MEF3_PASSWORD does not open it"):

@@ -7,7 +7,8 @@ a batch of channels costs memory for that batch alone.
 What is refused, with one line naming the session: channels stored at different sampling rates or over different
 time spans (BIDS iEEG has one rate per recording: resample or split it), discontinuities (a gap between or
 inside segments: the spectrogram of a gap is not a measurement; cut the session at its gaps, one BIDS run each)
-symbolic links out of the session folder, and encrypted sessions without their password (environment variable ``BIDS_BRAINBERT_MEF3_PASSWORD``).
+symbolic links out of the session folder, and encrypted sessions without their password (environment variable
+``BIDS_BRAINBERT_MEF3_PASSWORD``).
 """
 
 from __future__ import annotations
