@@ -319,22 +319,30 @@ def window_exact_embeddings(signal: np.ndarray, sfreq: float, model, onsets_s: n
             "events_windowing": result.events_description}
 
 
-def find_derivatives(output_dir: PathLike, suffix: str = "spectrogram") -> pd.DataFrame:
-    """Table of our derivative files under ``output_dir``, one row per file, with their BIDS entities.
+def find_derivatives(output_dir: PathLike, suffix: str = "spectrogram", *, as_layout: bool = False):
+    """Table of our derivative files under ``output_dir``, one row per file, with their BIDS entities; or, with
+    ``as_layout=True``, a ``bids.BIDSLayout`` over the whole derivative dataset (models included, see
+    :func:`bids_brainbert.bids.pybids.derivatives_layout`) for pipelines that query with PyBIDS.
 
     Parameters
     ----------
     output_dir : path
         The derivative dataset root (the command's ``OUTPUT_DIR``).
     suffix : str
-        ``spectrogram`` or ``embeddings``.
+        ``spectrogram`` or ``embeddings`` (the table only).
+    as_layout : bool
+        Return the PyBIDS layout instead of the table.
 
     Returns
     -------
-    DataFrame
+    DataFrame or bids.BIDSLayout
         Columns ``subject``, ``session``, ``task``, ``acquisition``, ``run`` (absent entities are None),
         ``desc`` and ``path``, sorted by path.
     """
+    if as_layout:
+        from .bids.pybids import derivatives_layout
+
+        return derivatives_layout(output_dir)
     rows = []
     for path in sorted(Path(output_dir).glob(f"sub-*/**/*_{suffix}.npy")):
         entities = dict(pair.split("-", 1) for pair in path.name[:-len(f"_{suffix}.npy")].split("_") if "-" in pair)

@@ -227,7 +227,9 @@ WHOLE_RUN = [
 
 ONE_RECORDING = [
     # formats and data files
-    Case("nwb-recording", lambda c: write(c.root / "sub-01/ieeg/sub-01_task-rest_run-03_ieeg.nwb", b"\x89HDF\r\n"),
+    Case("nwb-corrupt", lambda c: (write(c.root / "sub-01/ieeg/sub-01_task-rest_run-03_channels.tsv",
+                                         (c.root / f"{RUN1}_channels.tsv").read_bytes()),
+                                   write(c.root / "sub-01/ieeg/sub-01_task-rest_run-03_ieeg.nwb", b"\x89HDF\r\n")),
          1, "sub-01_task-rest_run-03_ieeg.nwb", "cannot be read", ("sub-01_task-rest_run-03",)),
     Case("edf-truncated", lambda c: truncate(c.root / f"{RUN2}_ieeg.edf", 0.6), 1,
          "sub-01_task-rest_run-02_ieeg.edf", "truncated", ("sub-01_task-rest_run-02",)),

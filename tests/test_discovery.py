@@ -107,3 +107,69 @@ def test_dataset_root_checks(tmp_path):
     assert check_dataset_root(tmp_path)["Name"] == "x"
     with pytest.raises(InvalidDatasetError, match="no iEEG recordings"):
         select_recordings(tmp_path, Selection())
+
+
+# The filters of fMRIPrep-style filter files, each compared with PyBIDS' own selection on the same tree.
+PYBIDS_CASES = [
+    {}, {"session": "01"}, {"session": ["01", "02"]}, {"session": None}, {"session": "*"},
+    {"session": "Query.NONE"}, {"session": "Query.ANY"}, {"run": "Query.REQUIRED"}, {"session": "Query.OPTIONAL"},
+    {"run": 1}, {"run": "1"}, {"run": "01"}, {"run": [1, "2"]}, {"run": 1.0}, {"run": 3},
+    {"acquisition": [None, "clinical"]}, {"acquisition": ["Query.NONE", "hd"]}, {"acquisition": "clinical"},
+    {"subject": ["01", "Query.ANY"]}, {"subject": 1}, {"subject": "1"}, {"task": "REST"}, {"task": "rest"},
+    {"extension": "edf"}, {"extension": [".bdf", "set"]}, {"suffix": "bold"}, {"datatype": "anat"},
+    {"suffix": "ieeg", "datatype": "ieeg"},
+    {"run": "0?1", "regex_search": True}, {"task": "re", "regex_search": True}, {"run": "1", "regex_search": True},
+    {"subject": "0[12]", "regex_search": True}, {"task": "^rest$", "regex_search": True},
+    {"extension": "ed", "regex_search": True}, {"session": ["^02$", None], "regex_search": True},
+    {"session": "*", "regex_search": True}, {"task": "rest", "regex_search": False},
+    {"session": "01", "task": ["rest", "motor"], "run": [2]},
+]
+
+
+def _pybids_value(value):
+    """What fMRIPrep hands PyBIDS for a filter value: null and "*" become Query.NONE / Query.ANY (top level)."""
+    from bids.layout import Query
+
+    spellings = {"Query.NONE": Query.NONE, "Query.ANY": Query.ANY, "Query.REQUIRED": Query.REQUIRED,
+                 "Query.OPTIONAL": Query.OPTIONAL}
+    if value is None or value == "*":
+        return Query.NONE if value is None else Query.ANY
+    if isinstance(value, list):
+        return [spellings.get(v, v) if isinstance(v, str) else v for v in value]
+    return spellings.get(value, value) if isinstance(value, str) else value
+
+
+@pytest.fixture(scope="module")
+def pybids_tree(tmp_path_factory):
+    from bids import BIDSLayout
+
+    root = make_tree(tmp_path_factory.mktemp("pybids") / "ds")
+    for name in ("sub-04/ses-02/ieeg/sub-04_ses-02_task-motor_acq-hd_run-3_ieeg.bdf",
+                 "sub-05/ieeg/sub-05_task-rest_run-2_ieeg.edf"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).touch()
+    return root, BIDSLayout(root, validate=False)
+
+
+@pytest.mark.parametrize("filters", PYBIDS_CASES, ids=[json.dumps(c) for c in PYBIDS_CASES])
+def test_filter_file_selects_what_pybids_selects(pybids_tree, tmp_path, filters):
+    """--bids-filter-file means what PyBIDS' layout.get(**filters) means, file for file (fMRIPrep's defaults for
+    the query: datatype and suffix ieeg, the recordings' extensions)."""
+    root, layout = pybids_tree
+    filter_file = tmp_path / "filters.json"
+    filter_file.write_text(json.dumps({"ieeg": filters}))
+    selection = Selection(entity_filters=read_filter_file(filter_file))
+    ours = [r.path.name for r in index_recordings(root) if selection.accepts(r)]
+    query = {"datatype": "ieeg", "suffix": "ieeg", "extension": [".edf", ".vhdr", ".set", ".bdf", ".nwb"]}
+    query.update({key: value if key == "regex_search" else _pybids_value(value) for key, value in filters.items()})
+    theirs = sorted(Path(f.path).name for f in layout.get(**query))
+    assert ours == theirs
+    assert len(theirs) > 0 or filters in ({"run": 3}, {"suffix": "bold"}, {"datatype": "anat"}, {"subject": 1},
+                                           {"subject": "1"}, {"task": "REST"})
+
+
+def test_filter_file_refuses_a_bad_regular_expression(tmp_path):
+    filter_file = tmp_path / "filters.json"
+    filter_file.write_text(json.dumps({"ieeg": {"task": "(rest", "regex_search": True}}))
+    with pytest.raises(UsageError, match="task: '\\(rest' is not a regular expression"):
+        read_filter_file(filter_file)

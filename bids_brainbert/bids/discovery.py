@@ -17,9 +17,9 @@ from typing import Any, Iterable
 
 from ..errors import EmptySelectionError, InvalidDatasetError, UsageError
 
-# Formats mne-bids can read for iEEG; .nwb and .mefd are valid BIDS but not readable here.
-READABLE_EXTENSIONS = (".edf", ".vhdr", ".set", ".bdf")
-UNREADABLE_EXTENSIONS = (".nwb", ".mefd")
+# Every BIDS-iEEG format: mne-bids reads the first four, bids_brainbert.io.formats MEF3 (.mefd folders) and NWB.
+READABLE_EXTENSIONS = (".edf", ".vhdr", ".set", ".bdf", ".mefd", ".nwb")
+UNREADABLE_EXTENSIONS: tuple[str, ...] = ()
 # Data files that belong to a header file (.vhdr, .set): on their own they are a recording that cannot be read.
 COMPANION_OF = {".eeg": ".vhdr", ".vmrk": ".vhdr", ".fdt": ".set"}
 _IEEG_NAME = re.compile(r"^sub-.*_ieeg(?P<ext>\.[^_/]+)$", re.DOTALL)
@@ -183,7 +183,11 @@ def read_filter_file(path: Path) -> dict[str, Any]:
     """Entity filters for iEEG recordings from a PyBIDS-style JSON filter file.
 
     The file maps query names to entity filters (``{"ieeg": {"session": "01", "run": [1, 2]}}``); the ``ieeg``
-    query is used, or a file holding entity filters directly. A ``null`` value requires the entity to be absent.
+    query is used, or a file holding entity filters directly. Values mean what they mean to fMRIPrep, which hands
+    them to PyBIDS' ``layout.get``: a label or a list of labels (any of them), ``null`` (the entity is absent),
+    ``"*"`` (present, any label), the spellings ``"Query.NONE"``, ``"Query.ANY"`` (or ``"Query.REQUIRED"``) and
+    ``"Query.OPTIONAL"``, and regular expressions (searched in the label) when ``"regex_search": true``.
+    ``tests/test_discovery.py`` checks the selection against PyBIDS' own on the same files.
     """
     try:
         content = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -199,23 +203,54 @@ def read_filter_file(path: Path) -> dict[str, Any]:
     if not isinstance(filters, dict):
         raise UsageError(f"{path}: the 'ieeg' query must be a JSON object of entity filters")
     known = set(ENTITY_ORDER) | {"datatype", "suffix", "extension"}
-    unknown = sorted(set(filters) - known)
+    unknown = sorted(set(filters) - known - {"regex_search"})
     if unknown:
         raise UsageError(f"{path}: unknown BIDS entities {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    if not isinstance(filters.get("regex_search", False), bool):
+        raise UsageError(f"{path}: regex_search must be true or false")
+    for entity, wanted in filters.items():
+        for option in wanted if isinstance(wanted, list) else [] if wanted == "*" else [wanted]:
+            if filters.get("regex_search") and isinstance(option, str) and option not in _QUERIES:
+                try:
+                    re.compile(option)
+                except re.error as exc:
+                    raise UsageError(f"{path}: {entity}: {option!r} is not a regular expression ({exc})") from None
     return filters
 
 
-def _matches(value: str | None, wanted: Any, entity: str) -> bool:
-    if wanted is None:
-        return value is None
-    options = wanted if isinstance(wanted, list) else [wanted]
-    if value is None:
+# PyBIDS' Query values, as fMRIPrep's filter files spell them ("*" and null only at the top of an entity's value)
+_QUERIES = {"Query.NONE": "none", "Query.ANY": "any", "Query.REQUIRED": "any", "Query.OPTIONAL": "optional"}
+
+
+def _matches(value: str | None, wanted: Any, entity: str, regex: bool = False) -> bool:
+    if wanted is None or wanted == "*":
+        wanted = "Query.NONE" if wanted is None else "Query.ANY"
+    return any(_matches_one(value, option, entity, regex) for option in (wanted if isinstance(wanted, list)
+                                                                          else [wanted]))
+
+
+def _matches_one(value: str | None, option: Any, entity: str, regex: bool) -> bool:
+    query = _QUERIES.get(option) if isinstance(option, str) else ("none" if option is None else None)
+    if query is not None:
+        return query == "optional" or (value is None) == (query == "none")
+    if value is None or isinstance(option, (bool, dict, list)):
         return False
-    if entity == "run":  # run-1 and run-01 are the same run
-        return any(str(o).isdigit() and value.isdigit() and int(o) == int(value) or str(o) == value for o in options)
-    if entity == "extension":
-        return any(value == ("." + str(o).lstrip(".")) for o in options)
-    return value in {str(o) for o in options}
+    if entity == "extension" and isinstance(option, str) and not regex:
+        option = "." + option.lstrip(".")
+    if regex and isinstance(option, str):
+        return re.search(option, value) is not None
+    if entity == "run":  # an index: run-1 and run-01 are the same run (PyBIDS compares them as integers)
+        number = _as_int(option)
+        return number is not None and value.isdigit() and number == int(value)
+    return isinstance(option, str) and option == value
+
+
+def _as_int(option: Any) -> int | None:
+    if isinstance(option, str):
+        return int(option) if option.isdigit() else None
+    if isinstance(option, (int, float)) and float(option).is_integer():
+        return int(option)
+    return None
 
 
 @dataclass
@@ -242,14 +277,15 @@ class Selection:
                 return False
         if ent["subject"] in self.exclude_participant_label:
             return False
+        regex = bool(self.entity_filters.get("regex_search", False))
         for entity, wanted in self.entity_filters.items():
-            if entity in ("datatype", "suffix"):
-                target = {"datatype": "ieeg", "suffix": "ieeg"}[entity]
-                if not _matches(target, wanted, entity):
-                    return False
+            if entity == "regex_search":
                 continue
-            value = recording.extension if entity == "extension" else ent.get(entity)
-            if not _matches(value, wanted, entity):
+            if entity in ("datatype", "suffix"):
+                value = "ieeg"
+            else:
+                value = recording.extension if entity == "extension" else ent.get(entity)
+            if not _matches(value, wanted, entity, regex):
                 return False
         return True
 

@@ -32,6 +32,7 @@ import pandas as pd
 from ..bids.containment import check_brainvision_references, warn_about_links_leaving
 from ..bids.discovery import COMPANION_OF, UNREADABLE_EXTENSIONS, Recording
 from ..errors import RecordingError
+from . import formats
 
 LOGGER = logging.getLogger("bids_brainbert")
 ANALYSED_TYPES = ("seeg", "ecog")
@@ -285,6 +286,10 @@ def _check_data_file_complete(recording: Recording) -> None:
     """A truncated EDF/BDF (fewer data records than its header declares) or BrainVision file (a partial
     sample) is read by MNE without complaint, silently shorter: refuse it."""
     path = recording.path
+    if recording.extension == ".mefd":   # a MEF3 session is a folder; its reader checks the files inside
+        if not path.is_dir():
+            raise RecordingError(f"{path}: a MEF3 session must be a folder of channel folders, not a file")
+        return
     require_regular_file(path)
     if recording.extension in (".edf", ".bdf"):
         with open(path, "rb") as fh:
@@ -383,7 +388,7 @@ def _file_channel_names(recording: Recording) -> tuple[list[str], float]:
     recording's duration in seconds."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        raw = mne.io.read_raw(recording.path, preload=False, verbose="warning")
+        raw = formats.read_raw_file(recording.path)
     for warning in caught:
         if "not unique" in str(warning.message) or "duplicate" in str(warning.message).lower():
             names = re.search(r"\{(.+?)\}", str(warning.message))
@@ -482,7 +487,7 @@ def refuse_unreadable(recording: Recording) -> None:
     """A format we cannot read, or a data file without its header (BrainVision .eeg/.vmrk, EEGLAB .fdt)."""
     if recording.extension in UNREADABLE_EXTENSIONS:
         raise RecordingError(f"{recording.path}: {recording.extension} recordings cannot be read (supported: "
-                             "EDF, BDF, BrainVision, EEGLAB)")
+                             "EDF, BDF, BrainVision, EEGLAB, MEF3, NWB)")
     if recording.extension in COMPANION_OF:
         header = recording.path.name[: -len(recording.extension)] + COMPANION_OF[recording.extension]
         raise RecordingError(f"{recording.path}: data file without its header {header} (the recording cannot be "
@@ -499,7 +504,7 @@ def read_raw(recording: Recording, checked: bool = False, preload: bool = True) 
     bids_path = mne_bids.get_bids_path_from_fname(recording.path, check=False)
     bids_path.update(root=_root_of(recording), datatype="ieeg")
     try:
-        with warnings.catch_warnings(), _without_sidecar_locks():
+        with warnings.catch_warnings(), _without_sidecar_locks(), formats.extra_readers():
             warnings.simplefilter("ignore")
             raw = mne_bids.read_raw_bids(bids_path, verbose="error")
             if preload:
