@@ -13,7 +13,7 @@ from bids_brainbert.cli.run import main
 
 GROUP = ["--train-steps", "12", "--batch-size", "8", "--checkpoint-every", "6", "--model-size", "small",
          "--train-window-s", "2", "--embedding-window-s", "2", "--decoding-window-s", "2",
-         "--holdout-participant-label", "03", "--decoding-features", "voltage", "embeddings",
+         "--holdout-participant-label", "03", "--decoding-features", "voltage", "laplacian", "embeddings", "random",
          "--decoding-permutations", "50", "--data-efficiency-draws", "1", "--skip-bids-validation",
          "--random-seed", "9"]
 # chromium reports, after load, the natural width of every <img> (0 = not decoded)
@@ -91,13 +91,13 @@ def check_generalization_dimensionality_and_provenance(out):
     generalization = pd.read_csv(out / "task-listening_desc-generalization_summary.tsv", sep="\t",
                                  dtype={"subject": str})
     held = dict(zip(generalization["subject"], generalization["in_pretraining"].astype(str).str.lower()))
-    assert held == {"01": "true", "02": "true", "03": "false"}
+    assert held == {"01": "trained", "02": "trained", "03": "held out"}
     sidecar = json.loads((out / "task-listening_desc-decoding_scores.json").read_text())
     assert sidecar["Features"][label]["ModelSha256"] == sha256_of_file(weights)
     assert sidecar["Features"][label]["WindowS"] == 2.0
     electrodes = pd.read_csv(out / "task-listening_desc-dimensionality_electrodes.tsv", sep="\t",
                              dtype={"subject": str}, keep_default_na=False)
-    assert set(electrodes["feature"]) == {label, "spectrogram"}
+    assert set(electrodes["feature"]) == {label, f"{label}Random", "spectrogram"}
     assert set(electrodes["region_source"]) == {"electrodes.tsv"}
     assert {"superior temporal gyrus", "hippocampus"} <= set(electrodes["region"])
     scored = electrodes[electrodes["dimension"] != "n/a"]

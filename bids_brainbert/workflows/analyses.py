@@ -27,8 +27,10 @@ from .. import __version__
 from ..analyses.decoding import (BRAINBERT_SIZES, DecodingParams, data_efficiency, data_efficiency_sizes,
                                  decode)
 from ..analyses.dimensionality import MIN_EXAMPLES, draw_examples, intrinsic_dimension
-from ..analyses.features import (FeatureSet, event_windows, spectrogram_features, voltage_features)
+from ..analyses.features import (FeatureSet, event_windows, spectrogram_features, spectrogram_features_at_offsets,
+                                 voltage_features)
 from ..analyses.regions import Atlas, assign_regions
+from ..analyses.verdict import VERDICT_COLUMNS, verdict
 from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig, replace
@@ -42,7 +44,10 @@ LOGGER = logging.getLogger("bids_brainbert")
 
 ANALYSES = ("all", "pretrain", "decoding", "dimensionality", "reports")
 BASELINES = ("voltage", "superlet", "stft", "laplacian")
-FEATURE_CHOICES = BASELINES + ("embeddings",)
+FEATURE_CHOICES = BASELINES + ("embeddings", "random")
+# readout offsets (s after the onset) at which the best electrodes' spectrogram baseline is re-scored for the report
+READOUT_OFFSETS_S = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+OFFSET_CURVE_ELECTRODES = 3
 FIGURES_DIR = "figures"
 GROUP_REPORT = "group_ieeg.html"
 
@@ -50,10 +55,12 @@ SCORE_COLUMNS = {
     "subject": "Subject label (without 'sub-')",
     "target": "Decoded contrast: '<a>Vs<b>' (value a = positive class against b) or '<a>VsRest' (one against all "
               "other values) of the events.tsv column given in the sidecar",
+    "positive_class": "Value of the decoded column that is the positive class (AUC > 0.5: its events score higher)",
     "feature": "Feature: voltage (mean voltage in 100 ms bins of the unreferenced window), superlet / stft "
                "(log10 magnitude of the unreferenced signal averaged over the middle frames), laplacian<Kind> (the "
-               "same on the shaft-Laplacian-referenced signal) or an embedding model label",
-    "feature_kind": "baseline or embedding",
+               "same on the Laplacian-referenced signal), an embedding model label, or <label>Random (the same "
+               "architecture with untrained random weights)",
+    "feature_kind": "baseline, embedding or random-weights",
     "probe": "electrode (one probe per electrode) or population (all electrodes' features side by side)",
     "electrode": "Electrode (row name of the derivative's channels table); n/a for the population probe",
     "region": "Brain region of the electrode (see the dimensionality sidecar for the source); n/a for population",
@@ -64,8 +71,10 @@ SCORE_COLUMNS = {
     "n_test": "Test examples in this fold",
     "regularization_c": "Inverse L2 strength C chosen by the inner (nested) cross-validation of this fold",
     "auc": "ROC-AUC of the probe's held-out scores",
-    "in_pretraining": "Embeddings only: whether this subject's recordings were used to pretrain the model "
-                      "(false = generalization to a held-out subject); n/a for baselines or unknown models",
+    "in_pretraining": "Embeddings only: what the model's pretraining did with this subject's recordings: trained "
+                      "(at least one recording in the training set), validation only (all in the validation "
+                      "split: never a gradient step, but seen for model selection) or held out (unseen: "
+                      "generalization); n/a for baselines, random weights or models without a training record",
 }
 SUMMARY_COLUMNS = {
     **{k: v for k, v in SCORE_COLUMNS.items() if k not in ("fold", "n_train", "n_test", "regularization_c", "auc")},
@@ -92,6 +101,8 @@ class SubjectExamples:
     features: dict[str, FeatureSet] = field(default_factory=dict)
     channel_tables: dict[str, pd.DataFrame] = field(default_factory=dict)   # feature -> channels of 1st recording
     feature_info: dict[str, dict] = field(default_factory=dict)
+    # the unreferenced spectrogram baseline read out at READOUT_OFFSETS_S (index into it -> features)
+    offset_features: dict[int, FeatureSet] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -154,8 +165,30 @@ def decoding_targets(config: RunConfig, tables: dict[Path, pd.DataFrame]) -> lis
         raise UsageError(f"{first}: column {column!r} holds fewer than two values ({', '.join(ordered) or 'none'}): "
                          "nothing to decode")
     if len(ordered) == 2:
-        return [(f"{_label(ordered[0])}Vs{_label(ordered[1]).capitalize()}", ordered[0], ordered[1])]
+        positive, negative = natural_contrast_order(ordered)
+        return [(f"{_label(positive)}Vs{_label(negative).capitalize()}", positive, negative)]
     return [(f"{_label(v)}VsRest", v, None) for v in ordered]
+
+
+CONTROL_VALUES = {"rest", "baseline", "control", "off", "none", "null", "neutral", "false", "0", "no", "noise",
+                  "silence", "blank", "fixation", "catch", "other", "nontarget"}
+
+
+def natural_contrast_order(values: list[str]) -> tuple[str, str]:
+    """(positive, negative) of a two-valued column read as a scientist would: a control-like value ('rest',
+    'baseline', 'non<x>' next to '<x>', ...) is the negative class; otherwise alphabetical order."""
+    a, b = sorted(values)
+
+    def is_control(value: str, other: str) -> bool:
+        low, other_low = value.lower(), other.lower()
+        stripped = low.replace("-", "").replace("_", "")
+        return (low in CONTROL_VALUES or stripped in CONTROL_VALUES
+                or any(stripped == prefix + other_low.replace("-", "").replace("_", "")
+                       for prefix in ("non", "no", "not", "un")))
+
+    if is_control(a, b) and not is_control(b, a):
+        return b, a
+    return a, b
 
 
 def _label(value: str) -> str:
@@ -163,8 +196,9 @@ def _label(value: str) -> str:
     return cleaned or "value"
 
 
-def model_training_subjects(config: RunConfig, label: str) -> set[str] | None:
-    """Subjects whose recordings pretrained the group model ``label`` (None when it is not in OUTPUT_DIR/models)."""
+def model_training_subjects(config: RunConfig, label: str) -> dict[str, str] | None:
+    """What pretraining the group model ``label`` did with each subject it saw: 'trained' (a recording in the
+    training set) or 'validation only'; None when the model is not in OUTPUT_DIR/models."""
     from ..training import latest_checkpoint
 
     checkpoint = latest_checkpoint(config.output_dir / MODELS_DIR / f"desc-{label}")
@@ -174,8 +208,12 @@ def model_training_subjects(config: RunConfig, label: str) -> set[str] | None:
         training = json.loads((checkpoint / "config.json").read_text())["training"]
     except (OSError, KeyError, json.JSONDecodeError):
         return None
-    files = training.get("train_files", []) + training.get("val_files", [])
-    return {Path(f).name.split("_")[0].removeprefix("sub-") for f in files}
+    def subject(file: str) -> str:
+        return Path(file).name.split("_")[0].removeprefix("sub-")
+
+    roles = {subject(f): "validation only" for f in training.get("val_files", [])}
+    roles.update({subject(f): "trained" for f in training.get("train_files", [])})
+    return roles
 
 
 def embedding_event_files(spectrogram_data: Path) -> dict[str, dict[str, Path]]:
@@ -215,10 +253,18 @@ def read_channels(path: Path) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------ decoding inputs
 
+def readout_offsets(config: RunConfig, frame_rate_hz: float) -> tuple[float, ...]:
+    """The offsets of READOUT_OFFSETS_S whose readout stays inside the decoding window."""
+    half = config.decoding_window_s / 2 - config.embedding_middle_frames / frame_rate_hz / 2
+    return tuple(o for o in READOUT_OFFSETS_S if abs(o) <= half + 1e-9)
+
+
 def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.ndarray, wanted: set[str],
-                    info: dict[str, dict]):
+                    info: dict[str, dict], offset_blocks: dict | None = None):
     """Yield (feature name, (n_channels, n_events, n_features) array, channel names, channel table) for the
-    baselines in ``wanted``, each event window centred on ``onsets`` (seconds)."""
+    baselines in ``wanted``, each event window centred on ``onsets`` (seconds), the spectrogram readout centred on
+    ``onsets + --decoding-offset-s``. ``offset_blocks`` (a dict) receives the unreferenced spectrogram baseline
+    read out at each of :func:`readout_offsets` (index -> array) for the report's offset curve."""
     window = config.decoding_window_s
     for scheme, names in (("none", ("voltage", "superlet", "stft")), ("laplacian", ("laplacian",))):
         if not wanted & set(names):
@@ -242,10 +288,22 @@ def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.
             feature = f"laplacian{kind.capitalize()}" if name == "laplacian" else kind
             info.setdefault(feature, {
                 "Kind": "baseline", "Reference": scheme, "Transform": {"Kind": kind, **front_end.params},
-                "Readout": f"log10 magnitude averaged over the middle {config.embedding_middle_frames} frames "
-                           "(around the onset) of the window; only the union of the event windows is transformed"})
+                "ReadoutOffsetS": config.decoding_offset_s,
+                "Readout": f"log10 magnitude averaged over the {config.embedding_middle_frames} frames centred "
+                           f"{config.decoding_offset_s:g} s after the onset, in the window centred on the onset; "
+                           "only the union of the event windows is transformed"})
+            if offset_blocks is not None and name == config.spectrogram:
+                offsets = readout_offsets(config, front_end.frame_rate_hz)
+                grid = spectrogram_features_at_offsets(signal, front_end, onsets, window,
+                                                       config.embedding_middle_frames,
+                                                       offsets + (config.decoding_offset_s,),
+                                                       config.channel_batch_size)
+                for k, offset in enumerate(offsets):
+                    offset_blocks[READOUT_OFFSETS_S.index(offset)] = (grid[k], ch_names)
+                yield feature, grid[-1], ch_names, channels
+                continue
             yield feature, spectrogram_features(signal, front_end, onsets, window, config.embedding_middle_frames,
-                                                config.channel_batch_size), ch_names, channels
+                                                config.channel_batch_size, config.decoding_offset_s), ch_names, channels
 
 
 def gather_subject(config: RunConfig, subject: str, recordings: list[Recording], wanted_features: set[str]
@@ -262,10 +320,20 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
         onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float)
         keep = values.notna().to_numpy() & np.isfinite(onsets)
         blocks: dict[str, tuple[np.ndarray, list[str], np.ndarray | None, pd.DataFrame]] = {}
-        if "embeddings" in wanted_features:
+        if wanted_features & {"embeddings", "random"}:
             data_path = spectrogram_paths_for(config, recording)["data"]
             for label, files in embedding_event_files(data_path).items():
                 sidecar = deriv.read_json(files["sidecar"])
+                kind = "random-weights" if sidecar["Model"].get("Format") == "random-weights" else "embedding"
+                if ("random" if kind == "random-weights" else "embeddings") not in wanted_features:
+                    continue
+                offset = float(sidecar.get("ReadoutOffsetS", 0.0))
+                if abs(offset - config.decoding_offset_s) > 1e-6:
+                    LOGGER.warning("%s: %s embeddings are read out %.3g s after the onset, decoding asks for %.3g s: "
+                                   "not used (embed again with --decoding-offset-s %.3g --overwrite)",
+                                   recording.relative_path, label, offset, config.decoding_offset_s,
+                                   config.decoding_offset_s)
+                    continue
                 if abs(float(sidecar.get("WindowS", window)) - window) > 1e-6:
                     LOGGER.warning("%s: %s embeddings use %.3g s windows, decoding uses %.3g s: not used (embed "
                                    "with --embedding-window-s %.3g)", recording.relative_path, label,
@@ -276,20 +344,24 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
                 keep &= rows >= 0          # events whose embedding window left the recording are absent
                 channels = read_channels(data_path.with_name(sidecar["ChannelsFile"]))
                 blocks[label] = (np.load(files["data"], mmap_mode="r"), channels["name"].tolist(), rows, channels)
-                found.feature_info.setdefault(label, {
-                    "Kind": "embedding", "ModelLabel": label, "ModelSha256": sidecar["Model"]["Sha256"],
+                info = found.feature_info.setdefault(label, {
+                    "Kind": kind, "ModelLabel": label, "ModelSha256": sidecar["Model"]["Sha256"],
                     "Layer": sidecar["Layer"], "Pooling": sidecar["Pooling"],
                     "MiddleFrames": sidecar.get("MiddleFrames"), "WindowS": sidecar["WindowS"],
-                    "Sources": [files["data"].name]})
+                    "ReadoutOffsetS": offset, "Sources": []})
+                if kind == "random-weights":
+                    info.setdefault("RandomWeights", sidecar["Model"].get("RandomWeights"))
+                info["Sources"].append(f"bids::{files['data'].relative_to(config.output_dir).as_posix()}")
         needs_signal = wanted_features & set(BASELINES)
         loaded = None
         if needs_signal:
             loaded = load_recording(recording, include_dbs=config.include_dbs)
             keep &= event_windows(onsets, window, loaded.data.shape[1] / loaded.sfreq)[2]
         idx = np.flatnonzero(keep)
+        offset_blocks: dict = {}
         if loaded is not None and len(idx):
             for feature, block, ch_names, channels in baseline_blocks(config, recording, loaded, onsets[idx],
-                                                                      needs_signal, found.feature_info):
+                                                                      needs_signal, found.feature_info, offset_blocks):
                 blocks[feature] = (block, ch_names, None, channels)
         del loaded
         if not len(idx) or not blocks:
@@ -300,13 +372,17 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
             selected = np.arange(len(idx)) if rows is None else rows[idx]
             found.features.setdefault(feature, FeatureSet(feature)).add(block, ch_names, selected)
             found.channel_tables.setdefault(feature, channels)
+        for k, (block, ch_names) in offset_blocks.items():
+            found.offset_features.setdefault(k, FeatureSet(f"offset{k}")).add(block, ch_names, np.arange(len(idx)))
         found.values += [str(v) for v in values.to_numpy()[idx]]
-        found.starts += list(onsets[idx] - window / 2)
-        found.stops += list(onsets[idx] + window / 2)
+        # embedding windows are centred on onset + offset: the leakage guard sees the union of both windows
+        found.starts += list(onsets[idx] - window / 2 + min(0.0, config.decoding_offset_s))
+        found.stops += list(onsets[idx] + window / 2 + max(0.0, config.decoding_offset_s))
         found.runs += [run_index] * len(idx)
     # a feature missing from some recording cannot be decoded over the subject's examples
     n_recordings = len(set(found.runs))
     found.features = {k: v for k, v in found.features.items() if len(v.blocks) == n_recordings}
+    found.offset_features = {k: v for k, v in found.offset_features.items() if len(v.blocks) == n_recordings}
     return found
 
 
@@ -361,7 +437,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
         subjects = defaultdict(list)
         for recording in task_recordings:
             subjects[recording.subject].append(recording)
-        score_rows, summary_rows, efficiency_rows, feature_info = [], [], [], {}
+        score_rows, summary_rows, efficiency_rows, offset_rows, feature_info = [], [], [], [], {}
         sizes_used: dict[str, list[int]] = {}
         for subject, subject_recordings in sorted(subjects.items()):
             LOGGER.info("decoding sub-%s task-%s: %d recording(s)", subject, task, len(subject_recordings))
@@ -369,7 +445,9 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
             if not examples.features:
                 LOGGER.warning("sub-%s task-%s: no features to decode", subject, task)
                 continue
-            feature_info.update(examples.feature_info)
+            for feature, info in examples.feature_info.items():
+                merged = feature_info.setdefault(feature, {**info, "Sources": []})
+                merged["Sources"] += [s for s in info.get("Sources", []) if s not in merged["Sources"]]
             values = np.asarray(examples.values)
             starts, stops, runs = (np.asarray(v) for v in (examples.starts, examples.stops, examples.runs))
             regions = region_lookup(config, next(iter(examples.channel_tables.values())), subject_recordings[0],
@@ -388,10 +466,10 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                     info = examples.feature_info[feature]
                     in_pretraining = "n/a"
                     if info["Kind"] == "embedding":
-                        trained = model_training_subjects(config, feature)
-                        in_pretraining = "n/a" if trained is None else str(subject in trained).lower()
-                    common = {"subject": subject, "target": target, "feature": feature, "feature_kind": info["Kind"],
-                              "in_pretraining": in_pretraining}
+                        roles = model_training_subjects(config, feature)
+                        in_pretraining = "n/a" if roles is None else roles.get(subject, "held out")
+                    common = {"subject": subject, "target": target, "positive_class": positive, "feature": feature,
+                              "feature_kind": info["Kind"], "in_pretraining": in_pretraining}
                     probes = [(name, feature_set.electrode(name)) for name in feature_set.electrodes()]
                     probes.append(("population", None))
                     for name, x in probes:
@@ -413,7 +491,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                                              "auc_sd": result.auc_sd, "chance_auc": result.chance_mean,
                                              "chance_low": result.chance_low, "chance_high": result.chance_high,
                                              "p_value": result.p_value})
-                        if is_pop and config.data_efficiency_draws > 0:
+                        if is_pop and config.data_efficiency_draws > 0 and info["Kind"] != "random-weights":
                             n_available = min(f.n_train for f in result.folds)
                             sizes = data_efficiency_sizes(config.data_efficiency_sizes, n_available)
                             sizes_used[f"sub-{subject}"] = sizes
@@ -422,6 +500,9 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                                 efficiency_rows.append({"subject": subject, "target": target, "feature": feature,
                                                         "feature_kind": info["Kind"],
                                                         "in_pretraining": in_pretraining, **row})
+                if examples.offset_features:
+                    offset_rows += offset_curve(examples, summary_rows, subject, target, mask, y,
+                                                (starts[mask], stops[mask], runs[mask]), params, rng)
         if not score_rows:
             LOGGER.warning("task %s: nothing could be decoded", task)
             continue
@@ -429,8 +510,10 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 "Targets": {t: {"Positive": p, "Negative": n if n is not None else "all other values"}
                             for t, p, n in targets},
                 "WindowS": config.decoding_window_s, "WindowAlignment": "centred on the events.tsv onset",
+                "ReadoutOffsetS": config.decoding_offset_s,
                 "CrossValidation": params.to_dict(), "Features": feature_info,
-                "Sources": [f"bids:raw:{r.relative_path}" for r in task_recordings]}
+                "Sources": [f"bids:raw:{r.relative_path}" for r in task_recordings]
+                + [src for info in feature_info.values() for src in info.get("Sources", [])]}
         scores = pd.DataFrame(score_rows, columns=list(SCORE_COLUMNS))
         written.append(write_table(config, f"task-{task}_desc-decoding_scores.tsv", scores, {
             **base, "Description": "Cross-validated ROC-AUC of linear probes, one row per fold",
@@ -445,6 +528,9 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 **base, "Description": "Population-probe ROC-AUC against the number of training examples "
                                        "(stratified random subsets of each training fold, the fold's C)",
                 "RequestedSizes": list(config.data_efficiency_sizes), "SizesUsed": sizes_used,
+                "SizesFitted": "per subject (SizesUsed), the requested sizes its smallest training fold holds; "
+                               "when it holds none of them, up to four sizes spaced geometrically from 6 to the "
+                               "fold size",
                 "Draws": config.data_efficiency_draws,
                 "n_train": {"Description": "Training examples drawn"},
                 "draw": {"Description": "Repetition of the random draw"},
@@ -456,11 +542,56 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                                        "model's pretraining data (false: held out, i.e. cross-subject generalization)",
                 "auc_electrode_mean": {"Description": "Mean over electrodes of the fold-mean AUC"},
                 "n_electrodes": {"Description": "Electrodes averaged"}}))
-        for name, png in figures.decoding_figures(summary, efficiency_rows and pd.DataFrame(efficiency_rows)).items():
+        verdict_table = verdict(summary)
+        if len(verdict_table):
+            written.append(write_table(config, f"task-{task}_desc-verdict_summary.tsv", verdict_table, {
+                **base, "Description": "Per target and feature: median electrode AUC; for each embedding model the "
+                                       "paired difference to the Laplacian baseline and to its random-weights "
+                                       "control over the electrodes both scored (Wilcoxon signed-rank test)",
+                **{c: {"Description": d} for c, d in VERDICT_COLUMNS.items()}}))
+        if offset_rows:
+            written.append(write_table(config, f"task-{task}_desc-readoutoffset_summary.tsv",
+                                       pd.DataFrame(offset_rows), {
+                **base, "Description": "Spectrogram baseline AUC of each subject's best electrodes (highest AUC "
+                                       "at --decoding-offset-s) re-scored with the readout centred at other offsets "
+                                       "from the onset (no permutations)",
+                "offset_s": {"Description": "Readout centre relative to the onset (s)"},
+                "auc_mean": {"Description": "Mean ROC-AUC over folds"}}))
+        efficiency_frame = pd.DataFrame(efficiency_rows) if efficiency_rows else None
+        figure_pngs = figures.decoding_figures(summary, efficiency_frame)
+        if offset_rows:
+            figure_pngs["readoutOffset"] = figures.auc_by_offset(pd.DataFrame(offset_rows),
+                                                                 config.decoding_offset_s)
+        for name, png in figure_pngs.items():
             path = root_path(config, f"{FIGURES_DIR}/task-{task}_desc-{name}_figure.png")
             deriv.atomic_write_bytes(path, png)
             written.append(path)
     return written
+
+
+def offset_curve(examples: SubjectExamples, summary_rows: list[dict], subject: str, target: str, mask: np.ndarray,
+                 y: np.ndarray, windows: tuple, params: DecodingParams, rng) -> list[dict]:
+    """AUC of the subject's best spectrogram-baseline electrodes with the readout at each READOUT_OFFSETS_S."""
+    feature = next((f for f, info in examples.feature_info.items()
+                    if info["Kind"] == "baseline" and info.get("Reference") == "none" and f != "voltage"
+                    and f in examples.features), None)
+    if feature is None:
+        return []
+    scored = [r for r in summary_rows if r["subject"] == subject and r["target"] == target
+              and r["feature"] == feature and r["probe"] == "electrode"]
+    best = [r["electrode"] for r in sorted(scored, key=lambda r: -r["auc_mean"])[:OFFSET_CURVE_ELECTRODES]]
+    quick = DecodingParams(n_folds=params.n_folds, inner_folds=params.inner_folds, gap_s=params.gap_s,
+                           cs=params.cs, n_permutations=0, permutation=params.permutation)
+    rows = []
+    for k, feature_set in sorted(examples.offset_features.items()):
+        for name in best:
+            if name not in feature_set.electrodes():
+                continue
+            result = decode(feature_set.electrode(name)[mask], y, *windows, quick, rng)
+            if result.folds:
+                rows.append({"subject": subject, "target": target, "feature": feature, "electrode": name,
+                             "offset_s": READOUT_OFFSETS_S[k], "auc_mean": result.auc_mean})
+    return rows
 
 
 def generalization_summary(summary: pd.DataFrame) -> pd.DataFrame:
@@ -485,6 +616,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
 
     rng = np.random.default_rng([config.random_seed, 6])
     written: list[Path] = []
+    short: dict[str, int] = {}
     for task, task_recordings in by_task(recordings).items():
         rows = []
         subjects = defaultdict(list)
@@ -534,18 +666,31 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
             for feature, electrodes in per_feature.items():
                 for name, parts in electrodes.items():
                     x = np.concatenate(parts)
+                    n_available = len(x)
                     x = x[draw_examples(len(x), config.dimensionality_examples, rng)]
                     region, source = regions.get(name, ("unknown", "none"))
+                    n_features = x.shape[1] if x.ndim == 2 else 0
                     row = {"subject": subject, "electrode": name, "region": region, "region_source": source,
-                           "feature": feature, "n_examples": len(x), "n_features": x.shape[1] if x.ndim == 2 else 0,
-                           "dimension": "n/a", "max_dimension": "n/a", "threshold": config.dimensionality_threshold}
+                           "feature": feature, "n_examples": len(x), "n_examples_requested":
+                           config.dimensionality_examples, "n_features": n_features, "dimension": "n/a",
+                           "max_dimension": max(0, min(len(x) - 1, n_features)), "at_ceiling": "n/a",
+                           "threshold": config.dimensionality_threshold}
+                    if n_available < config.dimensionality_examples:
+                        short[f"sub-{subject} {feature}"] = min(short.get(f"sub-{subject} {feature}", n_available),
+                                                                n_available)
                     if len(x) >= MIN_EXAMPLES:
                         result = intrinsic_dimension(x, config.dimensionality_threshold)
-                        row.update(dimension=result.dimension, max_dimension=result.max_rank)
+                        row.update(dimension=result.dimension, max_dimension=result.max_rank,
+                                   at_ceiling=str(result.dimension >= result.max_rank).lower())
                     rows.append(row)
         if not rows:
             LOGGER.warning("task %s: no embeddings or spectrograms for the dimensionality analysis", task)
             continue
+        for what, n in sorted(short.items()):
+            LOGGER.warning("task %s, %s: only %d window(s) per electrode (--dimensionality-examples %d): the "
+                           "dimension is capped at %d by the sample count", task, what, n,
+                           config.dimensionality_examples, n - 1)
+        short.clear()
         electrodes = pd.DataFrame(rows)
         base = {**provenance(config), "Task": task, "Threshold": config.dimensionality_threshold,
                 "MaxExamples": config.dimensionality_examples, "Features": info,
@@ -555,16 +700,24 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
             **base, "Description": "Intrinsic dimensionality per electrode: fewest principal components explaining "
                                    "more than Threshold of the variance of its window features",
             "dimension": {"Description": "Fewest principal components explaining > Threshold of the variance"},
-            "max_dimension": {"Description": "min(n_examples - 1, n_features): the most the data allow"},
+            "max_dimension": {"Description": "Ceiling: min(n_examples - 1, n_features), the most the data allow"},
+            "at_ceiling": {"Description": "true when the dimension equals the ceiling: it is then a lower bound "
+                                          "set by the sample count, not a property of the representation"},
             "n_examples": {"Description": "Windows used (drawn at random when more than MaxExamples)"},
+            "n_examples_requested": {"Description": "--dimensionality-examples: windows wanted per electrode"},
             "region_source": {"Description": "Where the region came from"}}))
         scored = electrodes[electrodes["dimension"] != "n/a"].copy()
         scored["dimension"] = scored["dimension"].astype(float)
-        regions_table = (scored.groupby(["region", "feature"])["dimension"]
-                         .agg(n_electrodes="count", dimension_mean="mean", dimension_sd="std",
-                              dimension_median="median").reset_index())
+        scored["at_ceiling"] = scored["at_ceiling"] == "true"
+        regions_table = (scored.groupby(["region", "feature"])
+                         .agg(n_electrodes=("dimension", "count"), dimension_mean=("dimension", "mean"),
+                              dimension_sd=("dimension", "std"), dimension_median=("dimension", "median"),
+                              max_dimension_median=("max_dimension", "median"),
+                              n_at_ceiling=("at_ceiling", "sum")).reset_index())
         written.append(write_table(config, f"task-{task}_desc-dimensionality_regions.tsv", regions_table, {
-            **base, "Description": "Intrinsic dimensionality summarised by brain region and feature"}))
+            **base, "Description": "Intrinsic dimensionality summarised by brain region and feature",
+            "max_dimension_median": {"Description": "Median ceiling min(n_examples - 1, n_features) of the electrodes"},
+            "n_at_ceiling": {"Description": "Electrodes whose dimension equals their ceiling (a lower bound)"}}))
         png = figures.dimensionality_by_region(regions_table)
         path = root_path(config, f"{FIGURES_DIR}/task-{task}_desc-dimensionality_figure.png")
         deriv.atomic_write_bytes(path, png)
@@ -622,7 +775,7 @@ def run_group_analyses(config: RunConfig, recordings: list[Recording], analysis:
         written += run_decoding(config, recordings, atlas)
     if analysis in ("all", "dimensionality"):
         written += run_dimensionality(config, recordings, atlas)
-    written.append(write_citation(config, analysis))
+    written.append(write_citation(config, analysis, recordings))
     written += write_subject_reports(config, recordings)
     written.append(write_group_report(config, recordings))
     return written
@@ -754,6 +907,53 @@ def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> lis
     return written
 
 
+def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
+    """The verdict table (from its TSV when written, else from the summary) and its plain-words outcome."""
+    from ..analyses.verdict import verdict_sentences
+    from ..reports.html import paragraph, table
+
+    stored = _read_tsv(root_path(config, f"task-{task}_desc-verdict_summary.tsv"))
+    frame = stored if stored is not None else verdict(summary)
+    if frame is None or not len(frame):
+        return ""
+    body = "<h3>Verdict: is pretraining worth it?</h3>"
+    body += "".join(paragraph(text) for text in verdict_sentences(frame))
+    body += paragraph("Median electrode AUC per feature; for each embedding model the median paired difference to "
+                      "the Laplacian baseline and to the same network with random weights, over the electrodes "
+                      "both scored (n), with the Wilcoxon signed-rank p-value.", "note")
+    return body + table(frame)
+
+
+def data_efficiency_caption(path: Path) -> str:
+    from ..reports.html import paragraph
+
+    sidecar_path = path.with_suffix(".json")
+    if not sidecar_path.exists():
+        return ""
+    sidecar = deriv.read_json(sidecar_path)
+    used = "; ".join(f"{subject}: {', '.join(map(str, sizes))}" for subject, sizes in
+                     sorted(sidecar.get("SizesUsed", {}).items()))
+    return paragraph(f"Requested training-set sizes: {', '.join(map(str, sidecar.get('RequestedSizes', [])))}. "
+                     f"Sizes that fitted and were used, per subject: {used or 'none'}. One panel per subject: a "
+                     "subject's curve stops at its own data.", "note")
+
+
+def electrode_count_reason(config: RunConfig, task: str, feature: str) -> str:
+    """Why a feature scored the number of electrodes it did (from the decoding sidecar's feature record)."""
+    path = root_path(config, f"task-{task}_desc-decoding_summary.json")
+    info = deriv.read_json(path).get("Features", {}).get(feature, {}) if path.exists() else {}
+    kind, reference = info.get("Kind"), info.get("Reference")
+    if kind == "baseline" and reference == "none":
+        return "every good sEEG/ECoG channel, unreferenced"
+    if kind == "baseline":
+        return (f"{reference}-referenced: contacts without enough neighbours (shaft ends, next to a bad contact) "
+                "are left out")
+    if kind in ("embedding", "random-weights"):
+        return ("the channels of the spectrogram derivative (its --reference, see the channels tables); events "
+                "whose embedding window leaves the recording are dropped")
+    return "n/a"
+
+
 def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
     from ..reports import figures
     from ..reports.html import Section, escape, image, paragraph, render, table
@@ -773,22 +973,41 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
     for task in sorted({task_of(r) for r in recordings}):
         summary = _read_tsv(root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
         if summary is not None and len(summary):
-            body = ""
-            efficiency = _read_tsv(root_path(config, f"task-{task}_desc-dataefficiency_scores.tsv"))
+            if "positive_class" not in summary.columns:      # written by an earlier version
+                summary = summary.assign(positive_class="n/a")
+            body = verdict_section(config, task, summary)
+            efficiency_path = root_path(config, f"task-{task}_desc-dataefficiency_scores.tsv")
+            efficiency = _read_tsv(efficiency_path)
             for name, png in figures.decoding_figures(summary, efficiency).items():
                 body += image(png, name)
+                if name == "dataEfficiency":
+                    body += data_efficiency_caption(efficiency_path)
+            offsets = _read_tsv(root_path(config, f"task-{task}_desc-readoutoffset_summary.tsv"))
+            if offsets is not None and len(offsets):
+                body += "<h3>Where the information is: readout offset</h3>" + paragraph(
+                    f"AUC of the {offsets['feature'].iloc[0]} baseline of each "
+                    f"subject's {OFFSET_CURVE_ELECTRODES} best electrodes with the {config.embedding_middle_frames}"
+                    "-frame readout centred at other times after the onset (no permutations; the tables above use "
+                    "the dotted offset). Choose --decoding-offset-s where the curves peak.", "note")
+                used = deriv.read_json(root_path(config, f"task-{task}_desc-decoding_summary.json")).get(
+                    "ReadoutOffsetS", 0.0)
+                body += image(figures.auc_by_offset(offsets, float(used)), "AUC against readout offset")
             electrodes = summary[summary["probe"] == "electrode"]
             overview = (electrodes.assign(significant=electrodes["p_value"].astype(float) < 0.05)
-                        .groupby(["target", "feature"])
+                        .groupby(["target", "positive_class", "feature"], sort=False)
                         .agg(electrodes=("auc_mean", "count"), auc_mean=("auc_mean", "mean"),
                              auc_max=("auc_mean", "max"), fraction_p_below_005=("significant", "mean"))
                         .reset_index())
+            overview["why this many electrodes"] = [electrode_count_reason(config, task, f)
+                                                    for f in overview["feature"]]
             body += "<h3>Electrode probes by feature</h3>" + table(overview)
             population = summary[summary["probe"] == "population"]
             body += "<h3>Population probes</h3>" + table(population[["subject", "target", "feature", "auc_mean",
                                                                       "auc_sd", "chance_high", "p_value"]])
             generalization = _read_tsv(root_path(config, f"task-{task}_desc-generalization_summary.tsv"))
-            if generalization is not None and len(generalization):
+            # a comparison needs somebody who was not trained on: hidden when every subject was
+            if generalization is not None and len(generalization) and set(
+                    generalization["in_pretraining"].astype(str)) - {"trained", "true"}:
                 body += "<h3>Generalization to subjects held out of pretraining</h3>" + table(generalization)
             sections.append(Section(f"Decoding, task {task}", body))
         regions = _read_tsv(root_path(config, f"task-{task}_desc-dimensionality_regions.tsv"))
@@ -808,9 +1027,11 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
 CITATION = "logs/CITATION.md"
 
 
-def write_citation(config: RunConfig, analysis: str) -> Path:
+def write_citation(config: RunConfig, analysis: str, recordings: list[Recording] | None = None) -> Path:
+    """logs/CITATION.md from what the outputs record (model config.json, sidecars), not the current defaults."""
     from ..reports.boilerplate import methods_text, package_versions
     from .embeddings import find_model
+    from .provenance import recorded_settings
 
     model = None
     try:
@@ -819,8 +1040,17 @@ def write_citation(config: RunConfig, analysis: str) -> Path:
             model = {"sha256": source.sha256, "path": str(source.path)}
     except BidsBrainbertError:
         model = None
+    recordings = recordings or []
+    spectrogram = next((spectrogram_paths_for(config, r)["sidecar"] for r in recordings
+                        if spectrogram_paths_for(config, r)["sidecar"].exists()), None)
+    recorded = recorded_settings(config, sorted({task_of(r) for r in recordings}), spectrogram,
+                                 sorted({r.subject for r in recordings}))
+    if recorded.model is not None:
+        model = {**recorded.model, **(model or {})}
     path = root_path(config, CITATION)
-    text = methods_text(config.to_toml_dict(), package_versions(), __version__, analysis, model)
+    text = methods_text(recorded.settings, package_versions(), __version__, analysis, model,
+                        sections=recorded.sections if recordings else None, random_control=recorded.random_control,
+                        readout_offset_s=recorded.readout_offset_s)
     deriv.atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
