@@ -822,6 +822,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
 
     sections: list[Section] = []
     summary_rows, channel_blocks, spectrogram_imgs, embedding_imgs = [], [], [], []
+    ranking = responsive_channels(config, subject, recordings)
     for recording in recordings:
         paths = spectrogram_paths_for(config, recording)
         if not deriv.is_complete(paths):
@@ -843,26 +844,29 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
         channel_blocks.append(f"<h3>{recording.relative_path}</h3>" + table(usage))
         events = read_events(recording)
         if spectrogram.shape[0]:
-            row = spectrogram.shape[0] // 2
+            names = channels["name"].astype(str).tolist()
+            row, why = example_channel(names, ranking)
             spectrogram_imgs.append(image(figures.spectrogram_example(
                 spectrogram[row], np.asarray(sidecar["FrequenciesHz"]), rate, float(sidecar.get("StartTime", 0.0)),
-                f"{recording.relative_path}, {channels['name'].iloc[row]}", events), f"spectrogram {recording.stem_entities}"))
+                f"{recording.relative_path}, {names[row]} ({why})", events),
+                f"spectrogram {recording.stem_entities}"))
         for label, files in embedding_event_files(paths["data"]).items():
             emb_sidecar = deriv.read_json(files["sidecar"])
             emb = np.load(files["data"], mmap_mode="r")
             kept = pd.read_csv(files["table"], sep="\t", na_values=["n/a"], keep_default_na=False)
             column = config.decoding_column if config.decoding_column in kept.columns else None
             if emb.shape[0] and emb.shape[1] >= 3 and column:
-                names = read_channels(paths["data"].with_name(emb_sidecar["ChannelsFile"]))["name"].tolist()
-                row = emb.shape[0] // 2
+                names = read_channels(paths["data"].with_name(emb_sidecar["ChannelsFile"]))["name"].astype(str).tolist()
+                row, _ = example_channel(names, ranking)
                 embedding_imgs.append(image(figures.embedding_scatter(
                     np.asarray(emb[row]), kept[column].astype(str).tolist(),
                     f"{label} event embeddings, {recording.stem_entities}, {names[row]}"), f"embeddings {label}"))
     sections.append(Section("Data", table(pd.DataFrame(summary_rows))))
     sections.append(Section("Channels used and left out", "".join(channel_blocks) or paragraph("none")))
     sections.append(Section("Spectrogram examples", paragraph(
-        "log10 magnitude of the middle channel; vertical lines mark event onsets.", "note")
-        + "".join(spectrogram_imgs)))
+        "log10 magnitude of the most responsive channel (highest decoding AUC of this subject, when decoding has "
+        "run; else the middle channel); vertical lines mark event onsets, one colour per condition (legend).",
+        "note") + "".join(spectrogram_imgs)))
     if embedding_imgs:
         sections.append(Section("Embeddings", paragraph("First two principal components of the event-locked "
                                                         "embeddings of one electrode, by condition.", "note")
@@ -874,8 +878,9 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
             continue
         mine = summary[summary["subject"].astype(str) == subject]
         for target, rows in mine.groupby("target", sort=False):
-            decoding_body += image(figures.electrode_auc_map(rows, f"sub-{subject} task-{task}: {target}"),
-                                   f"decoding {target}")
+            positive = rows["positive_class"].iloc[0] if "positive_class" in rows else "n/a"
+            decoding_body += image(figures.electrode_auc_map(
+                rows, f"sub-{subject} task-{task}: {target} (positive class: {positive})"), f"decoding {target}")
             best = rows.sort_values("auc_mean", ascending=False).head(15)
             decoding_body += table(best[["feature", "probe", "electrode", "region", "auc_mean", "auc_sd",
                                          "chance_high", "p_value"]])
@@ -892,6 +897,28 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
         sections.append(Section("Intrinsic dimensionality", dim_body))
     return render(f"bids-brainbert: sub-{subject}", sections,
                   f"bids-brainbert {__version__}, generated from the derivatives in {config.output_dir.name}")
+
+
+def responsive_channels(config: RunConfig, subject: str, recordings: list[Recording]) -> list[str]:
+    """The subject's electrodes by decreasing best electrode-probe AUC over features and targets (empty before
+    decoding)."""
+    ranked: dict[str, float] = {}
+    for task in sorted({task_of(r) for r in recordings}):
+        summary = _read_tsv(root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+        if summary is None:
+            continue
+        rows = summary[(summary["subject"].astype(str) == subject) & (summary["probe"] == "electrode")]
+        for name, auc in rows.groupby("electrode")["auc_mean"].max().items():
+            ranked[str(name)] = max(ranked.get(str(name), 0.0), float(auc))
+    return sorted(ranked, key=lambda n: -ranked[n])
+
+
+def example_channel(names: list[str], ranking: list[str]) -> tuple[int, str]:
+    """Row of the most responsive channel present in ``names`` and why it was chosen."""
+    for name in ranking:
+        if name in names:
+            return names.index(name), "most responsive: highest decoding AUC"
+    return len(names) // 2, "middle channel"
 
 
 def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> list[Path]:
@@ -968,6 +995,20 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
         if checkpoint is not None and (checkpoint / "loss_curve.png").exists():
             loss_body += f"<h3>{escape(model_dir.name)} ({escape(checkpoint.name)})</h3>"
             loss_body += image((checkpoint / "loss_curve.png").read_bytes(), f"loss curve {model_dir.name}")
+            from .provenance import model_record
+
+            record = model_record(config.output_dir, model_dir.name.removeprefix("desc-"))
+            if record is not None:
+                training = record["training"]
+                share = record["validation_share"]
+                loss_body += paragraph(
+                    f"{record['steps_trained']} of {training.get('total_steps', 'n/a')} steps, batch "
+                    f"{training.get('batch_size', 'n/a')}; {training.get('n_train_windows', 0)} training and "
+                    f"{training.get('n_val_windows', 0)} validation windows (validation share "
+                    + (f"{100 * share:.0f}%" if share is not None else "n/a") + f" of the windows, "
+                    f"{len(training.get('val_files', []))} of "
+                    f"{len(training.get('train_files', [])) + len(training.get('val_files', []))} recordings).",
+                    "note")
     sections.append(Section("Pretraining", loss_body or paragraph("No model has been pretrained in this output "
                                                                   "directory.", "note")))
     for task in sorted({task_of(r) for r in recordings}):
