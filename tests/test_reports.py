@@ -15,7 +15,7 @@ from bids_brainbert.cli.run import main
 
 GROUP = ["--train-steps", "12", "--batch-size", "8", "--checkpoint-every", "6", "--model-size", "small",
          "--train-window-s", "2", "--embedding-window-s", "2", "--decoding-window-s", "2",
-         "--holdout-participant-label", "03", "--decoding-features", "voltage", "laplacian", "embeddings", "random",
+         "--holdout-participant-label", "03", "--decoding-features", "laplacian", "embeddings", "random",
          "--decoding-permutations", "50", "--data-efficiency-draws", "1", "--skip-bids-validation",
          "--random-seed", "9"]
 # chromium reports, after load, the natural width of every <img> (0 = not decoded)

@@ -236,20 +236,20 @@ def decoding_figures(summary: pd.DataFrame, efficiency: pd.DataFrame | None) -> 
 
 
 def dimensionality_by_region(regions: pd.DataFrame) -> bytes:
-    """Mean (± sd) intrinsic dimension per region, one bar per feature; a black tick marks the ceiling
-    min(n_examples - 1, n_features) and a label counts the electrodes at it."""
+    """Mean (± sd) intrinsic dimension per region, one bar per feature; a black tick marks the mean ceiling
+    min(n_examples - 1, n_features) of its electrodes and "k/n" counts the electrodes at their ceiling."""
     if regions is None or regions.empty:
         return _empty("no intrinsic-dimensionality result")
     table = regions.pivot_table(index="region", columns="feature", values="dimension_mean")
     table = table.reindex(index=natural_sorted(table.index))
     spread = regions.pivot_table(index="region", columns="feature", values="dimension_sd").reindex_like(table)
-    has_ceiling = {"max_dimension_median", "n_at_ceiling"} <= set(regions.columns)
+    has_ceiling = {"max_dimension_mean", "n_at_ceiling"} <= set(regions.columns)
     if has_ceiling:
-        ceiling = regions.pivot_table(index="region", columns="feature", values="max_dimension_median"
+        ceiling = regions.pivot_table(index="region", columns="feature", values="max_dimension_mean"
                                       ).reindex_like(table)
         at_ceiling = regions.pivot_table(index="region", columns="feature", values="n_at_ceiling").reindex_like(table)
         counts = regions.pivot_table(index="region", columns="feature", values="n_electrodes").reindex_like(table)
-    fig, ax = plt.subplots(figsize=(1.1 * len(table) + 3.5, 3.8))
+    fig, ax = plt.subplots(figsize=(1.5 * len(table) + 3.5, 4.2))
     width = 0.8 / max(1, table.shape[1])
     positions = np.arange(len(table))
     for i, feature in enumerate(table.columns):
@@ -257,14 +257,15 @@ def dimensionality_by_region(regions: pd.DataFrame) -> bytes:
         ax.bar(x, table[feature].to_numpy(float), width, yerr=np.nan_to_num(spread[feature].to_numpy(float)),
                capsize=2, label=feature, color=f"C{i}")
         if has_ceiling:
-            ax.scatter(x, ceiling[feature].to_numpy(float), marker="_", s=300, color="black",
-                       label="ceiling min(n-1, features)" if i == 0 else None, zorder=3)
-            for xi, top, k, n in zip(x, ceiling[feature].to_numpy(float), at_ceiling[feature].to_numpy(float),
-                                     counts[feature].to_numpy(float)):
-                if np.isfinite(top) and np.isfinite(k) and k > 0:
-                    ax.text(xi, top, f"{int(k)}/{int(n)}\nat ceiling", ha="center", va="bottom", fontsize=9)
+            ax.scatter(x, ceiling[feature].to_numpy(float), marker="_", s=220, color="black", linewidths=2,
+                       label="mean ceiling min(n-1, features); k/n: electrodes at it" if i == 0 else None,
+                       zorder=3)
+            for xi, k, n in zip(x, at_ceiling[feature].to_numpy(float), counts[feature].to_numpy(float)):
+                if np.isfinite(k) and np.isfinite(n):
+                    ax.text(xi, 0.2, f"{int(k)}/{int(n)}", ha="center", va="bottom", fontsize=9, rotation=90,
+                            color="white")
     ax.set_xticks(positions + width * (table.shape[1] - 1) / 2, table.index, rotation=30, ha="right")
     ax.set_ylabel("components for > threshold variance")
     ax.set_title("intrinsic dimensionality by region")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)

@@ -101,8 +101,9 @@ class SubjectExamples:
     features: dict[str, FeatureSet] = field(default_factory=dict)
     channel_tables: dict[str, pd.DataFrame] = field(default_factory=dict)   # feature -> channels of 1st recording
     feature_info: dict[str, dict] = field(default_factory=dict)
-    # the unreferenced spectrogram baseline read out at READOUT_OFFSETS_S (index into it -> features)
+    # one spectrogram baseline read out at READOUT_OFFSETS_S (index into it -> features)
     offset_features: dict[int, FeatureSet] = field(default_factory=dict)
+    offset_feature: str | None = None                   # the baseline those are of
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -263,8 +264,9 @@ def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.
                     info: dict[str, dict], offset_blocks: dict | None = None):
     """Yield (feature name, (n_channels, n_events, n_features) array, channel names, channel table) for the
     baselines in ``wanted``, each event window centred on ``onsets`` (seconds), the spectrogram readout centred on
-    ``onsets + --decoding-offset-s``. ``offset_blocks`` (a dict) receives the unreferenced spectrogram baseline
-    read out at each of :func:`readout_offsets` (index -> array) for the report's offset curve."""
+    ``onsets + --decoding-offset-s``. ``offset_blocks`` (an empty dict) receives, for the first spectrogram
+    baseline computed (unreferenced before Laplacian), its readout at each of :func:`readout_offsets`
+    ({feature: {index into READOUT_OFFSETS_S: (array, channel names)}}) for the report's offset curve."""
     window = config.decoding_window_s
     for scheme, names in (("none", ("voltage", "superlet", "stft")), ("laplacian", ("laplacian",))):
         if not wanted & set(names):
@@ -292,14 +294,14 @@ def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.
                 "Readout": f"log10 magnitude averaged over the {config.embedding_middle_frames} frames centred "
                            f"{config.decoding_offset_s:g} s after the onset, in the window centred on the onset; "
                            "only the union of the event windows is transformed"})
-            if offset_blocks is not None and name == config.spectrogram:
+            if offset_blocks is not None and not offset_blocks:    # the first spectrogram baseline computed
                 offsets = readout_offsets(config, front_end.frame_rate_hz)
                 grid = spectrogram_features_at_offsets(signal, front_end, onsets, window,
                                                        config.embedding_middle_frames,
                                                        offsets + (config.decoding_offset_s,),
                                                        config.channel_batch_size)
-                for k, offset in enumerate(offsets):
-                    offset_blocks[READOUT_OFFSETS_S.index(offset)] = (grid[k], ch_names)
+                offset_blocks[feature] = {READOUT_OFFSETS_S.index(o): (grid[k], ch_names)
+                                          for k, o in enumerate(offsets)}
                 yield feature, grid[-1], ch_names, channels
                 continue
             yield feature, spectrogram_features(signal, front_end, onsets, window, config.embedding_middle_frames,
@@ -367,13 +369,19 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
         if not len(idx) or not blocks:
             LOGGER.info("%s: no event window to decode", recording.relative_path)
             continue
-        for feature, (block, ch_names, rows, channels) in blocks.items():
+        # baselines first, then the models, then their random-weights controls: the order of every table and figure
+        rank = {"baseline": 0, "embedding": 1, "random-weights": 2}
+        ordered = sorted(blocks.items(), key=lambda kv: rank.get(found.feature_info[kv[0]]["Kind"], 3))
+        for feature, (block, ch_names, rows, channels) in ordered:
             # baselines were computed for the kept events only; embeddings are rows of their derivative
             selected = np.arange(len(idx)) if rows is None else rows[idx]
             found.features.setdefault(feature, FeatureSet(feature)).add(block, ch_names, selected)
             found.channel_tables.setdefault(feature, channels)
-        for k, (block, ch_names) in offset_blocks.items():
-            found.offset_features.setdefault(k, FeatureSet(f"offset{k}")).add(block, ch_names, np.arange(len(idx)))
+        for feature, grid in offset_blocks.items():
+            found.offset_feature = feature
+            for k, (block, ch_names) in grid.items():
+                found.offset_features.setdefault(k, FeatureSet(f"offset{k}")).add(block, ch_names,
+                                                                                  np.arange(len(idx)))
         found.values += [str(v) for v in values.to_numpy()[idx]]
         # embedding windows are centred on onset + offset: the leakage guard sees the union of both windows
         found.starts += list(onsets[idx] - window / 2 + min(0.0, config.decoding_offset_s))
@@ -572,10 +580,8 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
 def offset_curve(examples: SubjectExamples, summary_rows: list[dict], subject: str, target: str, mask: np.ndarray,
                  y: np.ndarray, windows: tuple, params: DecodingParams, rng) -> list[dict]:
     """AUC of the subject's best spectrogram-baseline electrodes with the readout at each READOUT_OFFSETS_S."""
-    feature = next((f for f, info in examples.feature_info.items()
-                    if info["Kind"] == "baseline" and info.get("Reference") == "none" and f != "voltage"
-                    and f in examples.features), None)
-    if feature is None:
+    feature = examples.offset_feature
+    if feature is None or feature not in examples.features:
         return []
     scored = [r for r in summary_rows if r["subject"] == subject and r["target"] == target
               and r["feature"] == feature and r["probe"] == "electrode"]
@@ -686,10 +692,15 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
         if not rows:
             LOGGER.warning("task %s: no embeddings or spectrograms for the dimensionality analysis", task)
             continue
-        for what, n in sorted(short.items()):
-            LOGGER.warning("task %s, %s: only %d window(s) per electrode (--dimensionality-examples %d): the "
-                           "dimension is capped at %d by the sample count", task, what, n,
-                           config.dimensionality_examples, n - 1)
+        if short:
+            per_subject: dict[str, int] = {}
+            for what, n in short.items():
+                subject_label = what.split(" ")[0]
+                per_subject[subject_label] = min(per_subject.get(subject_label, n), n)
+            LOGGER.warning("task %s: fewer windows per electrode than --dimensionality-examples %d (%s): each "
+                           "dimension is capped at n - 1 (see max_dimension and at_ceiling)", task,
+                           config.dimensionality_examples,
+                           ", ".join(f"{k} {v}" for k, v in sorted(per_subject.items())))
         short.clear()
         electrodes = pd.DataFrame(rows)
         base = {**provenance(config), "Task": task, "Threshold": config.dimensionality_threshold,
@@ -712,11 +723,11 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
         regions_table = (scored.groupby(["region", "feature"])
                          .agg(n_electrodes=("dimension", "count"), dimension_mean=("dimension", "mean"),
                               dimension_sd=("dimension", "std"), dimension_median=("dimension", "median"),
-                              max_dimension_median=("max_dimension", "median"),
+                              max_dimension_mean=("max_dimension", "mean"),
                               n_at_ceiling=("at_ceiling", "sum")).reset_index())
         written.append(write_table(config, f"task-{task}_desc-dimensionality_regions.tsv", regions_table, {
             **base, "Description": "Intrinsic dimensionality summarised by brain region and feature",
-            "max_dimension_median": {"Description": "Median ceiling min(n_examples - 1, n_features) of the electrodes"},
+            "max_dimension_mean": {"Description": "Mean ceiling min(n_examples - 1, n_features) of the electrodes"},
             "n_at_ceiling": {"Description": "Electrodes whose dimension equals their ceiling (a lower bound)"}}))
         png = figures.dimensionality_by_region(regions_table)
         path = root_path(config, f"{FIGURES_DIR}/task-{task}_desc-dimensionality_figure.png")
@@ -947,8 +958,25 @@ def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
     body += "".join(paragraph(text) for text in verdict_sentences(frame))
     body += paragraph("Median electrode AUC per feature; for each embedding model the median paired difference to "
                       "the Laplacian baseline and to the same network with random weights, over the electrodes "
-                      "both scored (n), with the Wilcoxon signed-rank p-value.", "note")
-    return body + table(frame)
+                      "both scored (n), with the Wilcoxon signed-rank p-value (all columns in the verdict TSV).",
+                      "note")
+    return body + table(compact_verdict(frame))
+
+
+def compact_verdict(frame: pd.DataFrame) -> pd.DataFrame:
+    """The verdict as the report shows it: one comparison per cell."""
+    def comparison(row, prefix: str) -> str:
+        if str(row[f"vs_{prefix}"]) in ("n/a", "nan"):
+            return ""
+        p = float(row[f"minus_{prefix}_p"])
+        return (f"{float(row[f'minus_{prefix}_median']):+.3f} (n = {int(row[f'minus_{prefix}_n'])}, "
+                f"p = {p:.2g})" if np.isfinite(p) else f"n = {int(row[f'minus_{prefix}_n'])}: too few")
+
+    return pd.DataFrame({
+        "target": frame["target"], "positive class": frame["positive_class"], "feature": frame["feature"],
+        "kind": frame["feature_kind"], "electrodes": frame["n_electrodes"], "median AUC": frame["auc_median"],
+        "minus Laplacian": [comparison(r, "laplacian") for _, r in frame.iterrows()],
+        "minus random weights": [comparison(r, "random") for _, r in frame.iterrows()]})
 
 
 def data_efficiency_caption(path: Path) -> str:
@@ -971,13 +999,11 @@ def electrode_count_reason(config: RunConfig, task: str, feature: str) -> str:
     info = deriv.read_json(path).get("Features", {}).get(feature, {}) if path.exists() else {}
     kind, reference = info.get("Kind"), info.get("Reference")
     if kind == "baseline" and reference == "none":
-        return "every good sEEG/ECoG channel, unreferenced"
+        return "all good channels (unreferenced)"
     if kind == "baseline":
-        return (f"{reference}-referenced: contacts without enough neighbours (shaft ends, next to a bad contact) "
-                "are left out")
+        return f"{reference}: contacts lacking neighbours left out"
     if kind in ("embedding", "random-weights"):
-        return ("the channels of the spectrogram derivative (its --reference, see the channels tables); events "
-                "whose embedding window leaves the recording are dropped")
+        return "the spectrogram derivative's channels (its reference)"
     return "n/a"
 
 

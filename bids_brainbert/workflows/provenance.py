@@ -86,6 +86,7 @@ def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: 
         decoding = _read_json(config.output_dir / f"task-{task}_desc-decoding_summary.json")
         if decoding:
             found.sections.add("decoding")
+            settings["random_seed"] = decoding.get("RandomSeed", settings["random_seed"])
             settings["decoding_column"] = decoding.get("DecodingColumn", settings["decoding_column"])
             settings["decoding_window_s"] = decoding.get("WindowS", settings["decoding_window_s"])
             targets = decoding.get("Targets", {})
@@ -116,6 +117,7 @@ def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: 
         dimensionality = _read_json(config.output_dir / f"task-{task}_desc-dimensionality_electrodes.json")
         if dimensionality:
             found.sections.add("dimensionality")
+            settings["random_seed"] = dimensionality.get("RandomSeed", settings["random_seed"])
             settings["dimensionality_examples"] = dimensionality.get("MaxExamples",
                                                                      settings["dimensionality_examples"])
             settings["dimensionality_threshold"] = dimensionality.get("Threshold",
