@@ -97,3 +97,52 @@ def test_validation_share_stays_near_the_fraction_whatever_the_file_sizes(tmp_pa
     train, val, share = split_by_share(two, 0.1, "run", 0, window_s=2.0)
     assert val == [two[0]] and share == pytest.approx(0.25)
     assert split_by_share(two, 0.0, "run", 0, window_s=2.0) == (sorted(two), [], 0.0)
+
+
+def test_readout_offset_moves_the_middle_frames_and_finds_a_delayed_response():
+    """A 40 Hz burst 0.3 s after each onset: the readout centred there sees it, the one on the onset does not;
+    one transform serves every offset."""
+    from bids_brainbert.analyses.features import spectrogram_features, spectrogram_features_at_offsets
+    from bids_brainbert.config import RunConfig
+    from bids_brainbert.transforms.spectrogram import spectrogram_front_end
+
+    sfreq = 512.0
+    t = np.arange(int(40 * sfreq)) / sfreq
+    onsets = np.arange(3.0, 37.0, 3.0)
+    burst = np.zeros_like(t)
+    for onset in onsets:
+        inside = (t >= onset + 0.25) & (t < onset + 0.35)
+        burst[inside] = np.sin(2 * np.pi * 40 * t[inside])
+    signal = np.stack([burst + 0.01 * np.random.default_rng(0).standard_normal(len(t))])
+    front_end = spectrogram_front_end(RunConfig(spectrogram="stft", stft_nperseg=64, stft_noverlap=56,
+                                                stft_n_bins=33), sfreq, "test")
+    band = np.argmin(np.abs(front_end.freqs_hz - 40))
+    grid = spectrogram_features_at_offsets(signal, front_end, onsets, 2.0, 4, (0.0, 0.3))
+    at_onset, after = grid[0, 0, :, band], grid[1, 0, :, band]
+    assert (after > at_onset + 1.0).all()           # more than 10x the magnitude where the burst is
+    np.testing.assert_array_equal(spectrogram_features(signal, front_end, onsets, 2.0, 4, offset_s=0.3), grid[1])
+    with pytest.raises(ValueError, match="leaves"):
+        spectrogram_features(signal, front_end, onsets, 2.0, 4, offset_s=1.0)
+
+
+def test_in_pretraining_says_trained_validation_only_or_held_out(tmp_path):
+    """A subject whose only recording went to validation was never trained on: the role says so."""
+    from bids_brainbert.config import RunConfig
+    from bids_brainbert.model import save_checkpoint
+    from bids_brainbert.workflows.analyses import model_training_subjects
+    from bids_brainbert.workflows.provenance import model_record
+
+    step = tmp_path / "models" / "desc-bb" / "checkpoints" / "step-00000007"
+    training = {"train_files": ["/o/sub-01/ieeg/sub-01_task-x_run-01_desc-superlet_spectrogram.npy",
+                                "/o/sub-02/ieeg/sub-02_task-x_run-01_desc-superlet_spectrogram.npy"],
+                "val_files": ["/o/sub-01/ieeg/sub-01_task-x_run-02_desc-superlet_spectrogram.npy",
+                              "/o/sub-03/ieeg/sub-03_task-x_desc-superlet_spectrogram.npy"],
+                "n_train_windows": 90, "n_val_windows": 10, "total_steps": 7, "batch_size": 4}
+    save_checkpoint(step, random_weights_model(TINY, seed=0), TINY, extra=training)
+    for name in ("training_state.json", "training_state.safetensors"):
+        (step / name).write_text("{}")
+    roles = model_training_subjects(RunConfig(output_dir=tmp_path), "bb")
+    assert roles == {"01": "trained", "02": "trained", "03": "validation only"}
+    assert roles.get("04", "held out") == "held out"
+    record = model_record(tmp_path, "bb")
+    assert record["steps_trained"] == 7 and record["validation_share"] == pytest.approx(0.1)

@@ -304,8 +304,12 @@ def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.
                                           for k, o in enumerate(offsets)}
                 yield feature, grid[-1], ch_names, channels
                 continue
-            yield feature, spectrogram_features(signal, front_end, onsets, window, config.embedding_middle_frames,
-                                                config.channel_batch_size, config.decoding_offset_s), ch_names, channels
+            try:
+                block = spectrogram_features(signal, front_end, onsets, window, config.embedding_middle_frames,
+                                             config.channel_batch_size, config.decoding_offset_s)
+            except ValueError as exc:      # the readout would leave the window
+                raise UsageError(f"--decoding-offset-s / --embedding-middle-frames: {exc}") from None
+            yield feature, block, ch_names, channels
 
 
 def gather_subject(config: RunConfig, subject: str, recordings: list[Recording], wanted_features: set[str]
@@ -429,6 +433,9 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
     from ..reports import figures
 
     params = decoding_params(config)
+    if abs(config.decoding_offset_s) >= config.decoding_window_s / 2:
+        raise UsageError(f"--decoding-offset-s {config.decoding_offset_s:g}: the readout must stay inside the "
+                         f"{config.decoding_window_s:g} s window (|offset| < {config.decoding_window_s / 2:g} s)")
     rng = np.random.default_rng([config.random_seed, 5])
     wanted = set(config.decoding_features)
     written: list[Path] = []
