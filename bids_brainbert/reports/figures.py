@@ -193,7 +193,7 @@ def data_efficiency_curve(efficiency: pd.DataFrame, title: str) -> bytes:
         ax.set_title(f"sub-{subject}")
     axes[0][0].set_ylabel("ROC-AUC")
     axes[0][-1].legend(loc="lower right")
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.03)
     return _png(fig)
 
 
@@ -202,7 +202,7 @@ def auc_by_offset(offsets: pd.DataFrame, chosen_offset_s: float) -> bytes:
     if offsets is None or len(offsets) == 0:
         return _empty("no readout-offset result")
     targets = list(dict.fromkeys(offsets["target"]))
-    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(7.5 * len(targets), 3.8), squeeze=False)
     for ax, target in zip(axes[0], targets):
         rows = offsets[offsets["target"] == target]
         for i, ((subject, electrode), curve) in enumerate(rows.groupby(["subject", "electrode"], sort=False)):
@@ -216,7 +216,7 @@ def auc_by_offset(offsets: pd.DataFrame, chosen_offset_s: float) -> bytes:
         ax.set_xlabel("readout centre after the onset (s)")
         ax.set_ylabel("ROC-AUC")
         ax.set_title(f"{target}: {rows['feature'].iloc[0]} baseline, best electrodes")
-        ax.legend(fontsize=9, loc="lower right", ncol=2)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
 
 

@@ -887,7 +887,8 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
         "note") + "".join(spectrogram_imgs)))
     if embedding_imgs:
         sections.append(Section("Embeddings", paragraph("First two principal components of the event-locked "
-                                                        "embeddings of one electrode, by condition.", "note")
+                                                        "embeddings of the most responsive electrode, by "
+                                                        "condition.", "note")
                                 + "".join(embedding_imgs)))
     decoding_body = ""
     for task in sorted({task_of(r) for r in recordings}):
