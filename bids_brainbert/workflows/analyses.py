@@ -437,6 +437,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
         raise UsageError(f"--decoding-offset-s {config.decoding_offset_s:g}: the readout must stay inside the "
                          f"{config.decoding_window_s:g} s window (|offset| < {config.decoding_window_s / 2:g} s)")
     rng = np.random.default_rng([config.random_seed, 5])
+    offset_rng = np.random.default_rng([config.random_seed, 7])   # the offset curve leaves the main draws alone
     wanted = set(config.decoding_features)
     written: list[Path] = []
     for task, task_recordings in by_task(recordings).items():
@@ -517,7 +518,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                                                         "in_pretraining": in_pretraining, **row})
                 if examples.offset_features:
                     offset_rows += offset_curve(examples, summary_rows, subject, target, mask, y,
-                                                (starts[mask], stops[mask], runs[mask]), params, rng)
+                                                (starts[mask], stops[mask], runs[mask]), params, offset_rng)
         if not score_rows:
             LOGGER.warning("task %s: nothing could be decoded", task)
             continue
