@@ -249,7 +249,7 @@ def dimensionality_by_region(regions: pd.DataFrame) -> bytes:
                                       ).reindex_like(table)
         at_ceiling = regions.pivot_table(index="region", columns="feature", values="n_at_ceiling").reindex_like(table)
         counts = regions.pivot_table(index="region", columns="feature", values="n_electrodes").reindex_like(table)
-    fig, ax = plt.subplots(figsize=(1.5 * len(table) + 3.5, 4.2))
+    fig, ax = plt.subplots(figsize=(min(10.0, 1.1 * len(table) + 3.0), 4.2))
     width = 0.8 / max(1, table.shape[1])
     positions = np.arange(len(table))
     for i, feature in enumerate(table.columns):
@@ -267,5 +267,5 @@ def dimensionality_by_region(regions: pd.DataFrame) -> bytes:
     ax.set_xticks(positions + width * (table.shape[1] - 1) / 2, table.index, rotation=30, ha="right")
     ax.set_ylabel("components for > threshold variance")
     ax.set_title("intrinsic dimensionality by region")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2)
     return _png(fig)
