@@ -109,7 +109,8 @@ class RunConfig:
     decoding_contrast: list[str] = field(default_factory=list)     # "A,B" each; empty = one-vs-rest per value
     decoding_window_s: float = 5.0
     decoding_features: list[str] = field(default_factory=lambda: ["voltage", "superlet", "stft", "laplacian",
-                                                                   "embeddings"])
+                                                                   "embeddings", "random"])
+    decoding_offset_s: float = 0.0            # readout centre relative to the onset (BrainBERT: 0)
     decoding_folds: int = 5
     decoding_permutations: int = 100
     decoding_permutation_scheme: str = "shuffle"                  # "shuffle" | "shift" (block designs)

@@ -74,7 +74,8 @@ def test_api_embeddings_equal_the_cli_derivatives(demo_out):
     written = np.load(path.with_name(f"{recording.stem_entities}_desc-brainbert_embeddings.npy"))
     np.testing.assert_allclose(windows, written, rtol=1e-5, atol=1e-6)
     events_table = api.find_derivatives(out, suffix="embeddings")
-    assert set(events_table["desc"]) == {"brainbert", "brainbertEvents"}
+    # the model's and, by default, its random-weights control's (same files, desc <label>Random)
+    assert set(events_table["desc"]) == {"brainbert", "brainbertEvents", "brainbertRandom", "brainbertRandomEvents"}
     assert set(events_table["subject"]) == {"02"}
 
 

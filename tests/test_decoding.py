@@ -226,12 +226,23 @@ def test_reproducible_with_the_same_seed(demo_derivatives, tmp_path):
     shutil.copytree(out, copy)
     args = [a if a != "superlet" else "stft" for a in DECODING]
     args[args.index("laplacian")] = "voltage"
-    assert run(root, copy, "group", *args, "--participant-label", "03", "--decoding-permutations", "30") == 0
+    args += ["--participant-label", "03", "--decoding-permutations", "30", "--decoding-offset-s", "0.1"]
+    assert run(root, copy, "group", *args) == 0
     first = (copy / "task-listening_desc-decoding_summary.tsv").read_bytes()
-    assert run(root, copy, "group", *args, "--participant-label", "03", "--decoding-permutations", "30") == 0
+    assert run(root, copy, "group", *args) == 0
     assert (copy / "task-listening_desc-decoding_summary.tsv").read_bytes() == first
     table = pd.read_csv(copy / "task-listening_desc-decoding_summary.tsv", sep="\t")
     assert set(table["feature"]) == {"stft", "voltage"}
+    # the readout offset is recorded, and the offset curve re-scores the best stft electrodes around it
+    sidecar = json.loads((copy / "task-listening_desc-decoding_summary.json").read_text())
+    assert sidecar["ReadoutOffsetS"] == 0.1 and sidecar["Features"]["stft"]["ReadoutOffsetS"] == 0.1
+    offsets = pd.read_csv(copy / "task-listening_desc-readoutoffset_summary.tsv", sep="\t", dtype={"subject": str})
+    assert set(offsets["feature"]) == {"stft"} and offsets["electrode"].nunique() == 3
+    assert {0.0, 0.1, 0.5} <= set(offsets["offset_s"]) and offsets["auc_mean"].between(0, 1).all()
+    best = table[table["probe"] == "electrode"].sort_values("auc_mean").iloc[-1]
+    at_offset = offsets[(offsets["electrode"] == best["electrode"]) & (offsets["offset_s"] == 0.1)]["auc_mean"]
+    assert abs(at_offset.iloc[0] - best["auc_mean"]) < 1e-6     # same readout, same folds: the same AUC
+    assert (copy / "figures" / "task-listening_desc-readoutOffset_figure.png").stat().st_size > 5000
 
 
 def test_bad_decoding_requests_fail_with_one_line(demo_derivatives, tmp_path, capsys):

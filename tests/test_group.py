@@ -21,7 +21,9 @@ from bids_brainbert.model import load_checkpoint
 
 FAST = ["--train-steps", "12", "--batch-size", "8", "--checkpoint-every", "6", "--model-size", "small",
         "--train-window-s", "2", "--embedding-window-s", "2", "--skip-bids-validation", "--random-seed", "5",
-        "--analysis", "pretrain"]  # the analyses are tested in test_decoding.py / test_reports.py
+        "--analysis", "pretrain", "--decoding-features", "embeddings"]
+# the analyses (and the random-weights control, left out here for speed) are tested in test_decoding.py /
+# test_reports.py
 
 
 def run(*args) -> int:

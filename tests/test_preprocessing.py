@@ -518,3 +518,92 @@ def test_batched_preprocessing_equals_the_whole_signal_bit_for_bit(scheme, batch
     assert [start for start, _ in batches] == list(range(0, len(plan.derivations), batch_channels))
     np.testing.assert_array_equal(np.concatenate([rows for _, rows in batches]), whole.astype(np.float32))
     assert max(reads) <= 3 * batch_channels  # a batch and its neighbours, never the whole recording
+
+
+# ------------------------------------------------------------------------------ ECoG grids: neighbours by position
+def _grid(names, rows=4, cols=4, pitch=0.010, jitter=0.0, seed=0):
+    """Positions of a rows x cols grid numbered row by row (metres), slightly jittered."""
+    rng = np.random.default_rng(seed)
+    return {name: ((k % cols) * pitch + rng.uniform(-jitter, jitter),
+                   (k // cols) * pitch + rng.uniform(-jitter, jitter), 0.05)
+            for k, name in enumerate(names)}
+
+
+@pytest.mark.parametrize("names", [[f"G{i}" for i in range(1, 17)],      # labelled grid
+                                   [str(i) for i in range(1, 17)]])       # numeric names (held-out datasets)
+def test_ecog_grid_laplacian_uses_the_four_neighbourhood_from_coordinates(names):
+    from bids_brainbert.preprocessing import reference_plan
+
+    positions = _grid(names, jitter=0.0005)
+    plan = reference_plan(names, ["ecog"] * 16, "laplacian", groups={n: "grid" for n in names},
+                          positions=positions)
+    neighbours = dict(zip(plan.ch_names, (set(near) for _, near in plan.neighbours)))
+    rules = {rule for rule, _ in plan.neighbours}
+    assert rules == {"coordinates"} and len(plan.ch_names) == 16      # corners have 2 neighbours: all kept
+    g = names
+    # G4 ends row 1 and G5 starts row 2: 31.6 mm apart, never neighbours
+    assert g[4] not in neighbours[g[3]] and g[3] not in neighbours[g[4]]
+    assert neighbours[g[0]] == {g[1], g[4]}                            # corner
+    assert neighbours[g[1]] == {g[0], g[2], g[5]}                      # edge
+    assert neighbours[g[5]] == {g[1], g[4], g[6], g[9]}                # interior: no diagonals
+    # the reference is the mean of exactly those contacts
+    data = np.random.default_rng(1).standard_normal((16, 50))
+    out = plan.apply(data).data
+    row = plan.ch_names.index(g[5])
+    np.testing.assert_allclose(out[row], data[5] - data[[1, 4, 6, 9]].mean(axis=0))
+    assert plan.summary["by_type"]["ecog"]["neighbours"] == "coordinates"
+
+
+def test_seeg_shafts_keep_label_numbers_and_a_grid_without_coordinates_falls_back():
+    from bids_brainbert.preprocessing import reference_plan
+
+    names = [f"LA{i}" for i in range(1, 5)] + [f"G{i}" for i in range(1, 17)]
+    types = ["seeg"] * 4 + ["ecog"] * 16
+    positions = {**_grid(names[4:]), **{f"LA{i}": (0.0, 0.0, 0.004 * i) for i in range(1, 5)}}
+    plan = reference_plan(names, types, "laplacian", positions=positions)
+    rules = dict(zip(plan.ch_names, plan.neighbours))
+    assert rules["LA2"] == ("label numbers", ["LA1", "LA3"])
+    assert rules["G6"][0] == "coordinates"
+    del positions["G7"]                               # one contact without coordinates: labels for its group
+    plan = reference_plan(names, types, "laplacian", positions=positions)
+    rules = dict(zip(plan.ch_names, plan.neighbours))
+    assert rules["G6"] == ("label numbers", ["G5", "G7"])
+
+
+def test_grid_neighbours_are_recorded_in_the_channels_table(tmp_path):
+    """The participant level with --reference laplacian on a written ECoG grid: the channels table names the
+    neighbours of every row and G4/G5 are not neighbours."""
+    import warnings
+
+    import mne
+    import mne_bids
+    import pandas as pd
+    from datetime import datetime, timezone
+
+    from bids_brainbert.cli.run import main
+
+    names = [f"G{i}" for i in range(1, 17)]
+    positions = _grid(names)
+    sfreq, seconds = 256.0, 40.0
+    data = np.random.default_rng(2).standard_normal((16, int(sfreq * seconds))) * 2e-5
+    raw = mne.io.RawArray(data, mne.create_info(names, sfreq, ["ecog"] * 16, verbose=False), verbose=False)
+    raw.set_meas_date(datetime(2020, 1, 1, tzinfo=timezone.utc))
+    raw.info["line_freq"] = 50
+    montage = mne.channels.make_dig_montage(ch_pos={n: np.asarray(p) for n, p in positions.items()},
+                                            coord_frame="ras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw.set_montage(montage, on_missing="ignore", verbose=False)
+    root = tmp_path / "raw"
+    path = mne_bids.BIDSPath(subject="01", task="rest", datatype="ieeg", root=root, space="ACPC")
+    with warnings.catch_warnings(), mne.utils.use_log_level("error"):
+        warnings.simplefilter("ignore")
+        mne_bids.write_raw_bids(raw, path, format="EDF", allow_preload=True, physical_range="channelwise",
+                                overwrite=True, verbose=False, acpc_aligned=True)
+    out = tmp_path / "out"
+    assert main([str(root), str(out), "participant", "--reference", "laplacian", "--skip-bids-validation",
+                 "--sampling-rate", "256", "--superlet-freq-max", "100", "--superlet-n-freqs", "8"]) == 0
+    table = pd.read_csv(next(out.rglob("*_channels.tsv")), sep="\t", dtype=str)
+    neighbours = dict(zip(table["name"], table["neighbours"].str.split(",")))
+    assert set(table["neighbour_rule"]) == {"coordinates"} and len(table) == 16
+    assert "G5" not in neighbours["G4"] and set(neighbours["G6"]) == {"G2", "G5", "G7", "G10"}

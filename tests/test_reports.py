@@ -6,14 +6,16 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
+from scipy.stats import wilcoxon
 
 from bids_brainbert.bids.derivatives import sha256_of_file
 from bids_brainbert.cli.run import main
 
 GROUP = ["--train-steps", "12", "--batch-size", "8", "--checkpoint-every", "6", "--model-size", "small",
          "--train-window-s", "2", "--embedding-window-s", "2", "--decoding-window-s", "2",
-         "--holdout-participant-label", "03", "--decoding-features", "voltage", "embeddings",
+         "--holdout-participant-label", "03", "--decoding-features", "laplacian", "embeddings", "random",
          "--decoding-permutations", "50", "--data-efficiency-draws", "1", "--skip-bids-validation",
          "--random-seed", "9"]
 # chromium reports, after load, the natural width of every <img> (0 = not decoded)
@@ -33,7 +35,10 @@ def test_group_analyses_and_reports(demo_derivatives, tmp_path):
     assert run(root, copy, "group", *GROUP) == 0
     check_reports_render_in_chromium_with_their_figures(copy, truth, tmp_path)
     check_generalization_dimensionality_and_provenance(copy)
+    check_random_weights_control_and_verdict(copy)
+    check_honest_report_contents(copy)
     check_analyses_alone_reuse_existing_derivatives(root, copy, tmp_path)
+    check_methods_after_reports_alone_follow_the_recorded_model(root, copy, tmp_path)
 
 
 def rendered_image_widths(html_path, tmp_path) -> list[int]:
@@ -91,13 +96,13 @@ def check_generalization_dimensionality_and_provenance(out):
     generalization = pd.read_csv(out / "task-listening_desc-generalization_summary.tsv", sep="\t",
                                  dtype={"subject": str})
     held = dict(zip(generalization["subject"], generalization["in_pretraining"].astype(str).str.lower()))
-    assert held == {"01": "true", "02": "true", "03": "false"}
+    assert held == {"01": "trained", "02": "trained", "03": "held out"}
     sidecar = json.loads((out / "task-listening_desc-decoding_scores.json").read_text())
     assert sidecar["Features"][label]["ModelSha256"] == sha256_of_file(weights)
     assert sidecar["Features"][label]["WindowS"] == 2.0
     electrodes = pd.read_csv(out / "task-listening_desc-dimensionality_electrodes.tsv", sep="\t",
                              dtype={"subject": str}, keep_default_na=False)
-    assert set(electrodes["feature"]) == {label, "spectrogram"}
+    assert set(electrodes["feature"]) == {label, f"{label}Random", "spectrogram"}
     assert set(electrodes["region_source"]) == {"electrodes.tsv"}
     assert {"superior temporal gyrus", "hippocampus"} <= set(electrodes["region"])
     scored = electrodes[electrodes["dimension"] != "n/a"]
@@ -126,3 +131,96 @@ def check_analyses_alone_reuse_existing_derivatives(root, out, tmp_path):
                "--skip-bids-validation", "--model-label", "brainbertHoldout03") == 0
     assert (copy / "task-listening_desc-dimensionality_regions.tsv").exists()
     assert (copy / "group_ieeg.html").exists() and weights.stat().st_mtime_ns == before
+
+
+def check_random_weights_control_and_verdict(out):
+    label = "brainbertHoldout03"
+    random_label = f"{label}Random"
+    # its own derivative, same shape and windows as the trained model's, different numbers
+    for trained in out.rglob(f"*_desc-{label}Events_embeddings.npy"):
+        control = trained.with_name(trained.name.replace(f"desc-{label}Events", f"desc-{random_label}Events"))
+        a, b = np.load(trained), np.load(control)
+        assert a.shape == b.shape and not np.allclose(a, b)
+        sidecar = json.loads(control.with_suffix(".json").read_text())
+        trained_sidecar = json.loads(trained.with_suffix(".json").read_text())
+        assert sidecar["Model"]["Format"] == "random-weights" and sidecar["Model"]["RandomWeights"]["Seed"] == 9
+        assert sidecar["Model"]["Config"] == trained_sidecar["Model"]["Config"]
+        for key in ("Layer", "Pooling", "MiddleFrames", "WindowS"):
+            assert sidecar[key] == trained_sidecar[key], key
+    scores = pd.read_csv(out / "task-listening_desc-decoding_scores.tsv", sep="\t", dtype={"subject": str},
+                         keep_default_na=False)
+    assert set(scores.loc[scores["feature"] == random_label, "feature_kind"]) == {"random-weights"}
+    electrodes = scores[scores["probe"] == "electrode"]
+    per_electrode = electrodes.groupby(["feature", "subject", "electrode"])["auc"].mean()
+    verdict = pd.read_csv(out / "task-listening_desc-verdict_summary.tsv", sep="\t", keep_default_na=False,
+                          na_values=["n/a"])
+    sidecar = json.loads((out / "task-listening_desc-verdict_summary.json").read_text())
+    assert all(sidecar[c]["Description"] for c in verdict.columns)
+    # the verdict's numbers are the scores TSV's
+    for _, row in verdict.iterrows():
+        aucs = per_electrode.loc[row["feature"]]
+        assert row["n_electrodes"] == len(aucs)
+        assert abs(row["auc_median"] - aucs.median()) < 1e-5, row["feature"]
+    emb = verdict[verdict["feature"] == label].iloc[0]
+    assert emb["vs_random"] == random_label and emb["vs_laplacian"] == "laplacianSuperlet"
+    # (the test on the summary's unrounded fold means: the scores TSV rounds each fold's AUC to 6 digits, which
+    # turns exact ties of the paired differences into tiny non-zero ones)
+    summary = pd.read_csv(out / "task-listening_desc-decoding_summary.tsv", sep="\t", dtype={"subject": str},
+                          keep_default_na=False)
+    exact = summary[summary["probe"] == "electrode"].set_index(["feature", "subject", "electrode"])["auc_mean"]
+    for other, prefix in ((random_label, "random"), ("laplacianSuperlet", "laplacian")):
+        mine, theirs = per_electrode.loc[label], per_electrode.loc[other]
+        common = mine.index.intersection(theirs.index)
+        diff = (mine.loc[common] - theirs.loc[common]).to_numpy()
+        assert emb[f"minus_{prefix}_n"] == len(common) > 10
+        assert abs(emb[f"minus_{prefix}_median"] - np.median(diff)) < 1e-5
+        exact_diff = (exact.loc[label].loc[common] - exact.loc[other].loc[common]).to_numpy()
+        assert abs(emb[f"minus_{prefix}_p"] - wilcoxon(exact_diff).pvalue) < 1e-9
+    text = (out / "group_ieeg.html").read_text()
+    assert "Verdict" in text and ("beats" in text or "do not differ" in text)
+
+
+def check_honest_report_contents(out):
+    summary = pd.read_csv(out / "task-listening_desc-decoding_summary.tsv", sep="\t", dtype={"subject": str},
+                          keep_default_na=False)
+    # the demo's two values: speech is the positive class, and the tables and figures say so
+    assert set(summary["target"]) == {"speechVsNonspeech"} and set(summary["positive_class"]) == {"speech"}
+    efficiency = json.loads((out / "task-listening_desc-dataefficiency_scores.json").read_text())
+    assert efficiency["RequestedSizes"] == [50, 100, 200, 500, 1000] and set(efficiency["SizesUsed"]) == {
+        "sub-01", "sub-02", "sub-03"}
+    decoding = json.loads((out / "task-listening_desc-decoding_summary.json").read_text())
+    sources = decoding["Sources"]
+    for subject in ("01", "02", "03"):
+        assert any(f"sub-{subject}_" in s and "brainbertHoldout03Events_embeddings.npy" in s for s in sources)
+    assert len(decoding["Features"]["brainbertHoldout03"]["Sources"]) == 4      # every recording's embeddings
+    dims = pd.read_csv(out / "task-listening_desc-dimensionality_electrodes.tsv", sep="\t", keep_default_na=False,
+                       dtype={"at_ceiling": str})
+    assert (dims["max_dimension"].astype(int) == np.minimum(dims["n_examples"] - 1, dims["n_features"])).all()
+    scored = dims[dims["dimension"] != "n/a"]
+    assert set(scored["at_ceiling"]) <= {"true", "false"}
+    assert ((scored["at_ceiling"] == "true") == (scored["dimension"].astype(int) == scored["max_dimension"])).all()
+    regions = pd.read_csv(out / "task-listening_desc-dimensionality_regions.tsv", sep="\t")
+    assert regions["n_at_ceiling"].sum() == (scored["at_ceiling"] == "true").sum()
+    offsets = pd.read_csv(out / "task-listening_desc-readoutoffset_summary.tsv", sep="\t", dtype={"subject": str})
+    assert offsets.groupby(["subject", "electrode"]).size().min() >= 5 and 0.0 in set(offsets["offset_s"])
+    text = (out / "group_ieeg.html").read_text()
+    assert "positive class: speech" in text and "readout offset" in text
+    assert "why this many electrodes" in text and "Sizes that fitted and were used" in text
+    assert "validation share" in text
+    report = (out / "sub-02.html").read_text()
+    assert "most responsive" in report
+
+
+def check_methods_after_reports_alone_follow_the_recorded_model(root, out, tmp_path):
+    copy = tmp_path / "reports"
+    shutil.copytree(out, copy)
+    # the defaults would say 2000 steps and batch 64: the text must say what the model was trained with
+    assert run(root, copy, "group", "--analysis", "reports", "--skip-bids-validation") == 0
+    citation = (copy / "logs" / "CITATION.md").read_text()
+    config = json.loads(next((copy / "models").rglob("config.json")).read_text())
+    assert config["training"]["total_steps"] == 12 and config["training"]["batch_size"] == 8
+    assert "for 12 steps (batch 8" in citation and "2000" not in citation
+    assert f"d_model {config['model']['d_model']}" in citation
+    assert "## Decoding" in citation and "## Intrinsic dimensionality" in citation
+    assert "random weights" in citation and "leaving out subject(s) 03" in citation
+    assert "speech,nonspeech (positive class speech)" in citation

@@ -74,26 +74,41 @@ def middle_frames_log_power(spectrogram: np.ndarray, centre_frames: np.ndarray, 
 
 
 def spectrogram_features(signal: np.ndarray, front_end: FrontEnd, onsets_s: np.ndarray, window_s: float,
-                         middle_frames: int, channel_batch: int = 16) -> np.ndarray:
-    """Log10 magnitude averaged over the ``middle_frames`` frames around each onset: (n_ch, n_events, n_freqs).
+                         middle_frames: int, channel_batch: int = 16, offset_s: float = 0.0) -> np.ndarray:
+    """Log10 magnitude averaged over the ``middle_frames`` frames around each onset + ``offset_s``:
+    (n_ch, n_events, n_freqs).
 
-    Only the union of the event windows is transformed (overlapping windows as one segment), one channel batch at a
-    time, so the cost grows with the events' coverage of the recording, not its length. Every onset is at least
-    ``window_s / 2`` from its segment's ends, as in a transform of each window on its own.
+    Only the union of the event windows (centred on the onsets) is transformed (overlapping windows as one
+    segment), one channel batch at a time, so the cost grows with the events' coverage of the recording, not its
+    length. Every onset is at least ``window_s / 2`` from its segment's ends, as in a transform of each window on
+    its own.
     """
+    return spectrogram_features_at_offsets(signal, front_end, onsets_s, window_s, middle_frames, (offset_s,),
+                                           channel_batch)[0]
+
+
+def spectrogram_features_at_offsets(signal: np.ndarray, front_end: FrontEnd, onsets_s: np.ndarray, window_s: float,
+                                    middle_frames: int, offsets_s, channel_batch: int = 16) -> np.ndarray:
+    """:func:`spectrogram_features` read out at several offsets from one transform of the windows:
+    (n_offsets, n_ch, n_events, n_freqs). An offset must keep the readout inside the window."""
     sfreq = front_end.sfreq
     onsets = np.asarray(onsets_s, float)
+    offsets = np.asarray(offsets_s, float)
+    half_readout = middle_frames / front_end.frame_rate_hz / 2
+    if len(offsets) and np.abs(offsets).max() + half_readout > window_s / 2 + 1e-9:
+        raise ValueError(f"readout offset {np.abs(offsets).max():g} s leaves the {window_s:g} s window")
     starts, stops = onsets - window_s / 2, onsets + window_s / 2
     n_ch = signal.shape[0]
-    out = np.empty((n_ch, len(onsets), len(front_end.freqs_hz)), dtype=np.float32)
+    out = np.empty((len(offsets), n_ch, len(onsets), len(front_end.freqs_hz)), dtype=np.float32)
     for seg_start, seg_stop, members in merged_segments(starts, stops):
         a, b = int(round(seg_start * sfreq)), int(round(seg_stop * sfreq))
-        centres = np.round((onsets[members] - a / sfreq - front_end.first_frame_time_s)
-                           * front_end.frame_rate_hz).astype(int)
         for c0 in range(0, n_ch, channel_batch):
             batch = np.asarray(signal[c0:c0 + channel_batch, a:b], dtype=np.float64)
             spec = front_end.transform(batch).transpose(0, 2, 1)          # (batch, frames, freqs)
-            out[c0:c0 + len(batch)][:, members] = middle_frames_log_power(spec, centres, middle_frames)
+            for k, offset in enumerate(offsets):
+                centres = np.round((onsets[members] + offset - a / sfreq - front_end.first_frame_time_s)
+                                   * front_end.frame_rate_hz).astype(int)
+                out[k, c0:c0 + len(batch)][:, members] = middle_frames_log_power(spec, centres, middle_frames)
     return out
 
 

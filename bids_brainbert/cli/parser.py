@@ -190,8 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="contrasts 'A,B' (A positive); default: each value against the rest")
     ana.add_argument("--decoding-window-s", type=_positive_float, metavar="S",
                      help="window centred on each onset (5, as BrainBERT)")
-    ana.add_argument("--decoding-features", nargs="+", choices=("voltage", "superlet", "stft", "laplacian", "embeddings"),
-                     help="features to decode (all)")
+    ana.add_argument("--decoding-features", nargs="+",
+                     choices=("voltage", "superlet", "stft", "laplacian", "embeddings", "random"),
+                     help="features to decode (all); random: the embedding model's architecture with untrained "
+                          "weights (seeded by --random-seed), embedded and decoded as its own feature")
+    ana.add_argument("--decoding-offset-s", type=float, metavar="S",
+                     help="centre of the readout (the middle frames of the spectrogram features and embeddings) "
+                          "relative to the event onset (0, as BrainBERT; e.g. 0.2 for responses after the onset)")
     ana.add_argument("--decoding-folds", type=_min_two, metavar="K", help="outer folds when a subject has one run (5)")
     ana.add_argument("--decoding-permutations", type=_non_negative_int, metavar="N",
                      help="label permutations for chance level and p-values; each refits the nested "

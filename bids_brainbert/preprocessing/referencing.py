@@ -1,7 +1,9 @@
 """Re-referencing of intracranial channels: shaft Laplacian, common average, bipolar.
 
 BrainBERT re-references each sEEG contact to the mean of its two neighbours on the same depth shaft (a
-Laplacian) and drops contacts that lack either neighbour. Here that is the default for sEEG (and DBS) contacts,
+Laplacian) and drops contacts that lack either neighbour. On an ECoG grid or strip with coordinates the
+neighbours come from positions instead (:func:`coordinate_neighbours`: the 4-neighbourhood on a grid), since
+label numbers run row by row and make the end of one row a "neighbour" of the start of the next. Here that is the default for sEEG (and DBS) contacts,
 ECoG grids and strips get a common average per electrode group, and the neighbour requirement can be relaxed so
 that shaft ends and contacts next to a removed bad contact are kept.
 
@@ -32,7 +34,11 @@ __all__ = [
     "apply_reference",
     "reference_plan",
     "ReferencePlan",
+    "coordinate_neighbours",
 ]
+# contacts closer than this many times the group's typical spacing are neighbours: above 1 (spacing jitter),
+# below sqrt(2) (a grid's diagonal), so a regular grid gets its 4-neighbourhood
+NEIGHBOUR_RADIUS = 1.25
 
 REFERENCE_SCHEMES = ("auto", "laplacian", "car", "bipolar", "none")
 # Group label for channels without one; BIDS writes missing values as "n/a".
@@ -110,6 +116,7 @@ class _Derivation:
     ch_type: str
     primary: int
     refs: tuple[int, ...]
+    rule: str = ""            # how a Laplacian chose its neighbours: "coordinates" or "label numbers"
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -175,6 +182,53 @@ def _parse_contacts(indices: list[int], names: list[str],
     return contacts
 
 
+def coordinate_neighbours(positions: np.ndarray, radius: float = NEIGHBOUR_RADIUS) -> list[list[int]]:
+    """Neighbours of each contact of one grid or strip from its (n, 3) coordinates.
+
+    The group's spacing is the median over contacts of the distance to the nearest other contact; contacts
+    within ``radius`` x spacing of each other are neighbours, nearest first. On a regular grid that is the
+    4-neighbourhood (diagonals are sqrt(2) x spacing away), on a strip the contacts either side.
+    """
+    xyz = np.asarray(positions, dtype=np.float64)
+    if len(xyz) < 2:
+        return [[] for _ in range(len(xyz))]
+    distance = np.sqrt(((xyz[:, None, :] - xyz[None, :, :]) ** 2).sum(axis=2))
+    np.fill_diagonal(distance, np.inf)
+    spacing = float(np.median(distance.min(axis=1)))
+    if not np.isfinite(spacing) or spacing <= 0:
+        return [[] for _ in range(len(xyz))]
+    out = []
+    for row in distance:
+        close = np.flatnonzero(row <= radius * spacing)
+        out.append([int(j) for j in close[np.argsort(row[close], kind="stable")]])
+    return out
+
+
+def _coordinate_laplacian_derivs(indices: list[int], names: list[str], types: list[str], labels: list[str],
+                                 positions: Mapping[str, Sequence[float]], min_neighbours: int,
+                                 dropped: dict[str, str]) -> tuple[list[_Derivation], list[int]]:
+    """Laplacian derivations of the groups whose every contact has finite coordinates; returns them and the
+    indices left for the label-number rule (groups with a contact lacking coordinates)."""
+    members: dict[str, list[int]] = {}
+    for i in indices:
+        members.setdefault(labels[i], []).append(i)
+    derivs, rest = [], []
+    for label, group in members.items():
+        xyz = [positions.get(names[i]) for i in group]
+        if any(p is None or not np.all(np.isfinite(np.asarray(p, float))) for p in xyz):
+            rest += group
+            continue
+        for local, near in enumerate(coordinate_neighbours(np.asarray(xyz, float))):
+            i = group[local]
+            neighbours = tuple(group[j] for j in near)
+            if len(neighbours) >= min_neighbours:
+                derivs.append(_Derivation(names[i], types[i], i, neighbours, "coordinates"))
+            else:
+                dropped[names[i]] = (f"{len(neighbours)} neighbouring contact(s) by position in group {label!r}; "
+                                     f"the Laplacian needs {min_neighbours}")
+    return derivs, sorted(rest)
+
+
 def _laplacian_derivs(indices: list[int], names: list[str], types: list[str], min_neighbours: int,
                       dropped: dict[str, str]) -> list[_Derivation]:
     contacts = _parse_contacts(indices, names, dropped)
@@ -182,7 +236,7 @@ def _laplacian_derivs(indices: list[int], names: list[str], types: list[str], mi
     for (stem, number), i in contacts.items():
         neighbours = [contacts[key] for key in ((stem, number - 1), (stem, number + 1)) if key in contacts]
         if len(neighbours) >= min_neighbours:
-            derivs.append(_Derivation(names[i], types[i], i, tuple(neighbours)))
+            derivs.append(_Derivation(names[i], types[i], i, tuple(neighbours), "label numbers"))
         elif neighbours:
             dropped[names[i]] = (f"only one neighbouring contact on shaft {stem!r} ({names[neighbours[0]]}); "
                                  f"the Laplacian needs {min_neighbours}")
@@ -267,6 +321,12 @@ class ReferencePlan:
         return weights
 
     @property
+    def neighbours(self) -> list[tuple[str, list[str]]]:
+        """Per output channel, for a Laplacian: (rule, the neighbour channels averaged); ("", []) otherwise."""
+        names = self.input_names
+        return [(d.rule, [names[r] for r in d.refs]) if d.rule else ("", []) for d in self.derivations]
+
+    @property
     def shared_references(self) -> list[tuple[int, ...]]:
         """Reference sets averaged for several outputs (a common average): their mean is computed once."""
         counts = Counter(d.refs for d in self.derivations)
@@ -333,8 +393,13 @@ def _check_min_neighbours(min_neighbours: int) -> int:
     return int(min_neighbours)
 
 
-def _laplacian_description(min_neighbours: int) -> dict[str, Any]:
-    return {"method": "laplacian", "min_neighbours": min_neighbours,
+def _laplacian_description(min_neighbours: int, by_position: bool = False) -> dict[str, Any]:
+    if by_position:
+        return {"method": "laplacian", "min_neighbours": min_neighbours, "neighbours": "coordinates",
+                "formula": f"contact minus the mean of the contacts of its group within {NEIGHBOUR_RADIUS:g} x the "
+                           "group's median nearest-contact spacing (a grid's 4-neighbourhood); groups with a contact "
+                           "lacking coordinates use the label numbers +-1"}
+    return {"method": "laplacian", "min_neighbours": min_neighbours, "neighbours": "label numbers",
             "formula": "contact minus the mean of the contacts numbered +-1 on the same shaft"}
 
 
@@ -444,7 +509,8 @@ def bipolar_reference(data: np.ndarray, ch_names: Sequence[str], *,
 
 def apply_reference(data: np.ndarray, ch_names: Sequence[str], ch_types: Sequence[str], scheme: str = "auto", *,
                     groups: Mapping[str, Any] | Sequence[Any] | None = None,
-                    min_neighbours: int = 2) -> ReferencedData:
+                    min_neighbours: int = 2,
+                    positions: Mapping[str, Sequence[float]] | None = None) -> ReferencedData:
     """Re-reference a recording that may mix sEEG shafts, ECoG grids/strips and DBS leads.
 
     Each channel type is referenced separately (a depth contact is never averaged with a surface contact).
@@ -465,6 +531,8 @@ def apply_reference(data: np.ndarray, ch_names: Sequence[str], ch_types: Sequenc
         Electrode groups for the common average, as in :func:`common_average_reference`.
     min_neighbours : {2, 1}
         Passed to the Laplacian, see :func:`laplacian_reference`.
+    positions : mapping, optional
+        Channel name -> (x, y, z): ECoG Laplacian neighbours from coordinates, see :func:`reference_plan`.
 
     Returns
     -------
@@ -474,13 +542,19 @@ def apply_reference(data: np.ndarray, ch_names: Sequence[str], ch_types: Sequenc
         an error is left to the caller.
     """
     x, _, _ = _check_inputs(data, ch_names, ch_types, "seeg")
-    return reference_plan(ch_names, ch_types, scheme, groups=groups, min_neighbours=min_neighbours).apply(x)
+    return reference_plan(ch_names, ch_types, scheme, groups=groups, min_neighbours=min_neighbours,
+                          positions=positions).apply(x)
 
 
 def reference_plan(ch_names: Sequence[str], ch_types: Sequence[str], scheme: str = "auto", *,
                    groups: Mapping[str, Any] | Sequence[Any] | None = None,
-                   min_neighbours: int = 2) -> ReferencePlan:
-    """What :func:`apply_reference` computes, from the channel labels alone (same arguments, without data)."""
+                   min_neighbours: int = 2,
+                   positions: Mapping[str, Sequence[float]] | None = None) -> ReferencePlan:
+    """What :func:`apply_reference` computes, from the channel labels alone (same arguments, without data).
+
+    ``positions`` (channel name -> x, y, z, e.g. from electrodes.tsv): the Laplacian of ECoG channels then takes
+    its neighbours from the coordinates, per electrode group (:func:`coordinate_neighbours`); sEEG and DBS shafts
+    keep the label numbers."""
     scheme = str(scheme).lower()
     if scheme not in REFERENCE_SCHEMES:
         raise ValueError(f"unknown reference scheme {scheme!r}; expected one of {', '.join(REFERENCE_SCHEMES)}")
@@ -503,8 +577,13 @@ def reference_plan(ch_names: Sequence[str], ch_types: Sequence[str], scheme: str
             derivs.extend(_Derivation(names[i], types[i], i, ()) for i in indices)
             described[ch_type] = {"method": "none"}
         elif method == "laplacian":
+            by_position = ch_type == "ecog" and bool(positions)
+            if by_position:
+                found, indices = _coordinate_laplacian_derivs(indices, names, types, labels, positions,
+                                                              min_neighbours, dropped)
+                derivs.extend(found)
             derivs.extend(_laplacian_derivs(indices, names, types, min_neighbours, dropped))
-            described[ch_type] = _laplacian_description(min_neighbours)
+            described[ch_type] = _laplacian_description(min_neighbours, by_position)
         elif method == "car":
             car, members = _car_derivs(indices, names, types, labels, dropped)
             derivs.extend(car)

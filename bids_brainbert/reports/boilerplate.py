@@ -27,10 +27,19 @@ def _wavelet_set_text(s: dict[str, Any]) -> str:
 
 
 def methods_text(settings: dict[str, Any], versions: dict[str, str], app_version: str, analysis: str,
-                 model: dict[str, Any] | None = None) -> str:
-    """Markdown describing the pipeline as configured in ``settings`` (a RunConfig as dict)."""
+                 model: dict[str, Any] | None = None, sections: set[str] | None = None,
+                 random_control: dict[str, Any] | None = None, readout_offset_s: float | None = None) -> str:
+    """Markdown describing the pipeline as configured in ``settings`` (a RunConfig as dict, with the values the
+    outputs recorded: see :mod:`bids_brainbert.workflows.provenance`). ``sections`` (what exists: "pretrain",
+    "decoding", "dimensionality") decides the paragraphs; without it ``analysis`` does."""
     s = settings
     v = versions
+
+    def wanted(section: str) -> bool:
+        if sections is not None:
+            return section in sections
+        return analysis in ("all", section) or (section == "pretrain" and bool(model))
+
     if s.get("spectrogram", "superlet") == "superlet":
         transform = (f"an adaptive superlet transform (Moca et al., 2021; {s['superlet_n_freqs']} frequencies "
                      f"linearly spaced from {s['superlet_freq_min']:g} to {s['superlet_freq_max']:g} Hz, base cycles "
@@ -59,32 +68,52 @@ def methods_text(settings: dict[str, Any], versions: dict[str, str], app_version
         f"'auto'), resampled to {rate} and transformed with {transform}.",
         "",
     ]
-    if analysis in ("all", "pretrain") or model:
+    if wanted("pretrain"):
+        architecture = (model or {}).get("architecture") or {}
+        size = (f"d_model {architecture['d_model']}, {architecture['n_layers']} layers, {architecture['n_heads']} "
+                f"heads" if {"d_model", "n_layers", "n_heads"} <= set(architecture) else f"size '{s['model_size']}'")
+        steps = (model or {}).get("steps_trained")
+        trained = (f"for {steps} steps" if steps is None or steps == s["train_steps"]
+                   else f"for {steps} of {s['train_steps']} steps (latest checkpoint)") if steps else \
+            f"for {s['train_steps']} steps"
+        share = (model or {}).get("validation_share")
+        validation = (f"; {100 * share:.0f}% of the windows were held out for validation" if share is not None
+                      else "")
         text += [
             "## Representation learning",
             "",
-            f"A BrainBERT-style transformer (Wang et al., 2023; size '{s['model_size']}') was pretrained with "
+            f"A BrainBERT-style transformer (Wang et al., 2023; {size}) was pretrained with "
             f"masked spectrogram modelling (span start probability {s['mask_probability']:g}, windows of "
-            f"{s['train_window_s']:g} s z-scored per frequency) for {s['train_steps']} steps (batch "
-            f"{s['batch_size']}, learning rate {s['learning_rate']:g}, optimizer {s['optimizer']}) with PyTorch "
-            f"{v['torch']}" + (f", leaving out subject(s) {', '.join(s['holdout_participant_label'])}"
-                               if s.get("holdout_participant_label") else "") + ". "
+            f"{s['train_window_s']:g} s z-scored per frequency) {trained} (batch "
+            f"{s['batch_size']}, learning rate {s['learning_rate']:g}, optimizer {s['optimizer']}{validation}) with "
+            f"PyTorch {v['torch']}" + (f", leaving out subject(s) {', '.join(s['holdout_participant_label'])}"
+                                       if s.get("holdout_participant_label") else "") + ". "
             f"Embeddings were read out from layer {s['embedding_layer']} ({s['embedding_pooling']} pooling"
             + (f" of the middle {s['embedding_middle_frames']} frames" if s['embedding_pooling'] == 'middle' else "")
+            + (f", centred {readout_offset_s:g} s after the event onset" if readout_offset_s else "")
             + f") of {s['embedding_window_s']:g} s windows."
             + (f" Model weights sha256: {model['sha256']}." if model and model.get("sha256") else ""),
             "",
         ]
-    if analysis in ("all", "decoding"):
-        contrasts = ", ".join(s.get("decoding_contrast") or []) or "each value against all others"
+    if wanted("decoding"):
+        contrasts = ", ".join(f"{c} (positive class {c.split(',')[0]})" for c in s.get("decoding_contrast") or []) \
+            or "each value against all others"
+        control = ("" if not random_control else
+                   " As control, every embedding model was also decoded with the same architecture and untrained "
+                   f"random weights ({(random_control.get('RandomWeights') or {}).get('Initialisation', 'seeded')}; "
+                   f"seed {(random_control.get('RandomWeights') or {}).get('Seed', s['random_seed'])}), embedded "
+                   "exactly like the trained model; the verdict table compares each model with the Laplacian "
+                   "baseline and with this control by Wilcoxon signed-rank tests over paired electrodes.")
         text += [
             "## Decoding",
             "",
             f"Targets were taken from the events.tsv column '{s['decoding_column']}' ({contrasts}). Windows of "
             f"{s['decoding_window_s']:g} s were centred on event onsets. Features per electrode were "
             f"{', '.join(s['decoding_features'])} (baselines: mean voltage in 100 ms bins; log10 spectrogram "
-            f"magnitude averaged over the middle {s['embedding_middle_frames']} frames of the unreferenced and the "
-            f"shaft-Laplacian-referenced signal), decoded by per-electrode and population linear probes "
+            f"magnitude averaged over the middle {s['embedding_middle_frames']} frames"
+            + (f" centred {readout_offset_s:g} s after the onset" if readout_offset_s else "")
+            + " of the unreferenced and the Laplacian-referenced signal: neighbours numbered +-1 on sEEG shafts, "
+            f"neighbours by position on ECoG grids and strips), decoded by per-electrode and population linear probes "
             f"(standardisation and L2-regularised logistic regression with balanced class weights, the "
             f"objective of scikit-learn's LogisticRegression, solved by batched Newton iterations; C chosen by "
             f"nested cross-validation). Outer cross-validation held out whole "
@@ -96,10 +125,10 @@ def methods_text(settings: dict[str, Any], versions: dict[str, str], app_version
             f"the whole nested cross-validation being refitted for each. Data efficiency was measured "
             f"with {s['data_efficiency_draws']} stratified random draws per training-set size (requested sizes "
             f"{', '.join(map(str, s['data_efficiency_sizes']))}, those fitting the data were used; see the "
-            f"dataefficiency sidecar).",
+            f"dataefficiency sidecar)." + control,
             "",
         ]
-    if analysis in ("all", "dimensionality"):
+    if wanted("dimensionality"):
         region = (f"the atlas {s['atlas']} (labels {s['atlas_labels']})" if s.get("atlas")
                   else "no atlas")
         text += [

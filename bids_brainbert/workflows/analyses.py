@@ -27,8 +27,10 @@ from .. import __version__
 from ..analyses.decoding import (BRAINBERT_SIZES, DecodingParams, data_efficiency, data_efficiency_sizes,
                                  decode)
 from ..analyses.dimensionality import MIN_EXAMPLES, draw_examples, intrinsic_dimension
-from ..analyses.features import (FeatureSet, event_windows, spectrogram_features, voltage_features)
+from ..analyses.features import (FeatureSet, event_windows, spectrogram_features, spectrogram_features_at_offsets,
+                                 voltage_features)
 from ..analyses.regions import Atlas, assign_regions
+from ..analyses.verdict import VERDICT_COLUMNS, verdict
 from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig, replace
@@ -42,7 +44,10 @@ LOGGER = logging.getLogger("bids_brainbert")
 
 ANALYSES = ("all", "pretrain", "decoding", "population", "finetune", "dimensionality", "reports")
 BASELINES = ("voltage", "superlet", "stft", "laplacian")
-FEATURE_CHOICES = BASELINES + ("embeddings",)
+FEATURE_CHOICES = BASELINES + ("embeddings", "random")
+# readout offsets (s after the onset) at which the best electrodes' spectrogram baseline is re-scored for the report
+READOUT_OFFSETS_S = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+OFFSET_CURVE_ELECTRODES = 3
 FIGURES_DIR = "figures"
 GROUP_REPORT = "group_ieeg.html"
 
@@ -50,10 +55,12 @@ SCORE_COLUMNS = {
     "subject": "Subject label (without 'sub-')",
     "target": "Decoded contrast: '<a>Vs<b>' (value a = positive class against b) or '<a>VsRest' (one against all "
               "other values) of the events.tsv column given in the sidecar",
+    "positive_class": "Value of the decoded column that is the positive class (AUC > 0.5: its events score higher)",
     "feature": "Feature: voltage (mean voltage in 100 ms bins of the unreferenced window), superlet / stft "
                "(log10 magnitude of the unreferenced signal averaged over the middle frames), laplacian<Kind> (the "
-               "same on the shaft-Laplacian-referenced signal) or an embedding model label",
-    "feature_kind": "baseline or embedding",
+               "same on the Laplacian-referenced signal), an embedding model label, or <label>Random (the same "
+               "architecture with untrained random weights)",
+    "feature_kind": "baseline, embedding or random-weights",
     "probe": "electrode (one probe per electrode) or population (all electrodes' features side by side)",
     "electrode": "Electrode (row name of the derivative's channels table); n/a for the population probe",
     "region": "Brain region of the electrode (see the dimensionality sidecar for the source); n/a for population",
@@ -64,8 +71,10 @@ SCORE_COLUMNS = {
     "n_test": "Test examples in this fold",
     "regularization_c": "Inverse L2 strength C chosen by the inner (nested) cross-validation of this fold",
     "auc": "ROC-AUC of the probe's held-out scores",
-    "in_pretraining": "Embeddings only: whether this subject's recordings were used to pretrain the model "
-                      "(false = generalization to a held-out subject); n/a for baselines or unknown models",
+    "in_pretraining": "Embeddings only: what the model's pretraining did with this subject's recordings: trained "
+                      "(at least one recording in the training set), validation only (all in the validation "
+                      "split: never a gradient step, but seen for model selection) or held out (unseen: "
+                      "generalization); n/a for baselines, random weights or models without a training record",
 }
 SUMMARY_COLUMNS = {
     **{k: v for k, v in SCORE_COLUMNS.items() if k not in ("fold", "n_train", "n_test", "regularization_c", "auc")},
@@ -92,6 +101,9 @@ class SubjectExamples:
     features: dict[str, FeatureSet] = field(default_factory=dict)
     channel_tables: dict[str, pd.DataFrame] = field(default_factory=dict)   # feature -> channels of 1st recording
     feature_info: dict[str, dict] = field(default_factory=dict)
+    # one spectrogram baseline read out at READOUT_OFFSETS_S (index into it -> features)
+    offset_features: dict[int, FeatureSet] = field(default_factory=dict)
+    offset_feature: str | None = None                   # the baseline those are of
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -154,8 +166,30 @@ def decoding_targets(config: RunConfig, tables: dict[Path, pd.DataFrame]) -> lis
         raise UsageError(f"{first}: column {column!r} holds fewer than two values ({', '.join(ordered) or 'none'}): "
                          "nothing to decode")
     if len(ordered) == 2:
-        return [(f"{_label(ordered[0])}Vs{_label(ordered[1]).capitalize()}", ordered[0], ordered[1])]
+        positive, negative = natural_contrast_order(ordered)
+        return [(f"{_label(positive)}Vs{_label(negative).capitalize()}", positive, negative)]
     return [(f"{_label(v)}VsRest", v, None) for v in ordered]
+
+
+CONTROL_VALUES = {"rest", "baseline", "control", "off", "none", "null", "neutral", "false", "0", "no", "noise",
+                  "silence", "blank", "fixation", "catch", "other", "nontarget"}
+
+
+def natural_contrast_order(values: list[str]) -> tuple[str, str]:
+    """(positive, negative) of a two-valued column read as a scientist would: a control-like value ('rest',
+    'baseline', 'non<x>' next to '<x>', ...) is the negative class; otherwise alphabetical order."""
+    a, b = sorted(values)
+
+    def is_control(value: str, other: str) -> bool:
+        low, other_low = value.lower(), other.lower()
+        stripped = low.replace("-", "").replace("_", "")
+        return (low in CONTROL_VALUES or stripped in CONTROL_VALUES
+                or any(stripped == prefix + other_low.replace("-", "").replace("_", "")
+                       for prefix in ("non", "no", "not", "un")))
+
+    if is_control(a, b) and not is_control(b, a):
+        return b, a
+    return a, b
 
 
 def _label(value: str) -> str:
@@ -163,8 +197,9 @@ def _label(value: str) -> str:
     return cleaned or "value"
 
 
-def model_training_subjects(config: RunConfig, label: str) -> set[str] | None:
-    """Subjects whose recordings pretrained the group model ``label`` (None when it is not in OUTPUT_DIR/models)."""
+def model_training_subjects(config: RunConfig, label: str) -> dict[str, str] | None:
+    """What pretraining the group model ``label`` did with each subject it saw: 'trained' (a recording in the
+    training set) or 'validation only'; None when the model is not in OUTPUT_DIR/models."""
     from ..training import latest_checkpoint
 
     checkpoint = latest_checkpoint(config.output_dir / MODELS_DIR / f"desc-{label}")
@@ -174,8 +209,12 @@ def model_training_subjects(config: RunConfig, label: str) -> set[str] | None:
         training = json.loads((checkpoint / "config.json").read_text())["training"]
     except (OSError, KeyError, json.JSONDecodeError):
         return None
-    files = training.get("train_files", []) + training.get("val_files", [])
-    return {Path(f).name.split("_")[0].removeprefix("sub-") for f in files}
+    def subject(file: str) -> str:
+        return Path(file).name.split("_")[0].removeprefix("sub-")
+
+    roles = {subject(f): "validation only" for f in training.get("val_files", [])}
+    roles.update({subject(f): "trained" for f in training.get("train_files", [])})
+    return roles
 
 
 def embedding_event_files(spectrogram_data: Path) -> dict[str, dict[str, Path]]:
@@ -215,10 +254,19 @@ def read_channels(path: Path) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------------ decoding inputs
 
+def readout_offsets(config: RunConfig, frame_rate_hz: float) -> tuple[float, ...]:
+    """The offsets of READOUT_OFFSETS_S whose readout stays inside the decoding window."""
+    half = config.decoding_window_s / 2 - config.embedding_middle_frames / frame_rate_hz / 2
+    return tuple(o for o in READOUT_OFFSETS_S if abs(o) <= half + 1e-9)
+
+
 def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.ndarray, wanted: set[str],
-                    info: dict[str, dict]):
+                    info: dict[str, dict], offset_blocks: dict | None = None):
     """Yield (feature name, (n_channels, n_events, n_features) array, channel names, channel table) for the
-    baselines in ``wanted``, each event window centred on ``onsets`` (seconds)."""
+    baselines in ``wanted``, each event window centred on ``onsets`` (seconds), the spectrogram readout centred on
+    ``onsets + --decoding-offset-s``. ``offset_blocks`` (an empty dict) receives, for the first spectrogram
+    baseline computed (unreferenced before Laplacian), its readout at each of :func:`readout_offsets`
+    ({feature: {index into READOUT_OFFSETS_S: (array, channel names)}}) for the report's offset curve."""
     window = config.decoding_window_s
     for scheme, names in (("none", ("voltage", "superlet", "stft")), ("laplacian", ("laplacian",))):
         if not wanted & set(names):
@@ -242,10 +290,26 @@ def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.
             feature = f"laplacian{kind.capitalize()}" if name == "laplacian" else kind
             info.setdefault(feature, {
                 "Kind": "baseline", "Reference": scheme, "Transform": {"Kind": kind, **front_end.params},
-                "Readout": f"log10 magnitude averaged over the middle {config.embedding_middle_frames} frames "
-                           "(around the onset) of the window; only the union of the event windows is transformed"})
-            yield feature, spectrogram_features(signal, front_end, onsets, window, config.embedding_middle_frames,
-                                                config.channel_batch_size), ch_names, channels
+                "ReadoutOffsetS": config.decoding_offset_s,
+                "Readout": f"log10 magnitude averaged over the {config.embedding_middle_frames} frames centred "
+                           f"{config.decoding_offset_s:g} s after the onset, in the window centred on the onset; "
+                           "only the union of the event windows is transformed"})
+            if offset_blocks is not None and not offset_blocks:    # the first spectrogram baseline computed
+                offsets = readout_offsets(config, front_end.frame_rate_hz)
+                grid = spectrogram_features_at_offsets(signal, front_end, onsets, window,
+                                                       config.embedding_middle_frames,
+                                                       offsets + (config.decoding_offset_s,),
+                                                       config.channel_batch_size)
+                offset_blocks[feature] = {READOUT_OFFSETS_S.index(o): (grid[k], ch_names)
+                                          for k, o in enumerate(offsets)}
+                yield feature, grid[-1], ch_names, channels
+                continue
+            try:
+                block = spectrogram_features(signal, front_end, onsets, window, config.embedding_middle_frames,
+                                             config.channel_batch_size, config.decoding_offset_s)
+            except ValueError as exc:      # the readout would leave the window
+                raise UsageError(f"--decoding-offset-s / --embedding-middle-frames: {exc}") from None
+            yield feature, block, ch_names, channels
 
 
 def gather_subject(config: RunConfig, subject: str, recordings: list[Recording], wanted_features: set[str]
@@ -262,10 +326,20 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
         onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float)
         keep = values.notna().to_numpy() & np.isfinite(onsets)
         blocks: dict[str, tuple[np.ndarray, list[str], np.ndarray | None, pd.DataFrame]] = {}
-        if "embeddings" in wanted_features:
+        if wanted_features & {"embeddings", "random"}:
             data_path = spectrogram_paths_for(config, recording)["data"]
             for label, files in embedding_event_files(data_path).items():
                 sidecar = deriv.read_json(files["sidecar"])
+                kind = "random-weights" if sidecar["Model"].get("Format") == "random-weights" else "embedding"
+                if ("random" if kind == "random-weights" else "embeddings") not in wanted_features:
+                    continue
+                offset = float(sidecar.get("ReadoutOffsetS", 0.0))
+                if abs(offset - config.decoding_offset_s) > 1e-6:
+                    LOGGER.warning("%s: %s embeddings are read out %.3g s after the onset, decoding asks for %.3g s: "
+                                   "not used (embed again with --decoding-offset-s %.3g --overwrite)",
+                                   recording.relative_path, label, offset, config.decoding_offset_s,
+                                   config.decoding_offset_s)
+                    continue
                 if abs(float(sidecar.get("WindowS", window)) - window) > 1e-6:
                     LOGGER.warning("%s: %s embeddings use %.3g s windows, decoding uses %.3g s: not used (embed "
                                    "with --embedding-window-s %.3g)", recording.relative_path, label,
@@ -276,37 +350,51 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
                 keep &= rows >= 0          # events whose embedding window left the recording are absent
                 channels = read_channels(data_path.with_name(sidecar["ChannelsFile"]))
                 blocks[label] = (np.load(files["data"], mmap_mode="r"), channels["name"].tolist(), rows, channels)
-                found.feature_info.setdefault(label, {
-                    "Kind": "embedding", "ModelLabel": label, "ModelSha256": sidecar["Model"]["Sha256"],
+                info = found.feature_info.setdefault(label, {
+                    "Kind": kind, "ModelLabel": label, "ModelSha256": sidecar["Model"]["Sha256"],
                     "Layer": sidecar["Layer"], "Pooling": sidecar["Pooling"],
                     "MiddleFrames": sidecar.get("MiddleFrames"), "WindowS": sidecar["WindowS"],
-                    "Sources": [files["data"].name]})
+                    "ReadoutOffsetS": offset, "Sources": []})
+                if kind == "random-weights":
+                    info.setdefault("RandomWeights", sidecar["Model"].get("RandomWeights"))
+                info["Sources"].append(f"bids::{files['data'].relative_to(config.output_dir).as_posix()}")
         needs_signal = wanted_features & set(BASELINES)
         loaded = None
         if needs_signal:
             loaded = load_recording(recording, include_dbs=config.include_dbs)
             keep &= event_windows(onsets, window, loaded.data.shape[1] / loaded.sfreq)[2]
         idx = np.flatnonzero(keep)
+        offset_blocks: dict = {}
         if loaded is not None and len(idx):
             for feature, block, ch_names, channels in baseline_blocks(config, recording, loaded, onsets[idx],
-                                                                      needs_signal, found.feature_info):
+                                                                      needs_signal, found.feature_info, offset_blocks):
                 blocks[feature] = (block, ch_names, None, channels)
         del loaded
         if not len(idx) or not blocks:
             LOGGER.info("%s: no event window to decode", recording.relative_path)
             continue
-        for feature, (block, ch_names, rows, channels) in blocks.items():
+        # baselines first, then the models, then their random-weights controls: the order of every table and figure
+        rank = {"baseline": 0, "embedding": 1, "random-weights": 2}
+        ordered = sorted(blocks.items(), key=lambda kv: rank.get(found.feature_info[kv[0]]["Kind"], 3))
+        for feature, (block, ch_names, rows, channels) in ordered:
             # baselines were computed for the kept events only; embeddings are rows of their derivative
             selected = np.arange(len(idx)) if rows is None else rows[idx]
             found.features.setdefault(feature, FeatureSet(feature)).add(block, ch_names, selected)
             found.channel_tables.setdefault(feature, channels)
+        for feature, grid in offset_blocks.items():
+            found.offset_feature = feature
+            for k, (block, ch_names) in grid.items():
+                found.offset_features.setdefault(k, FeatureSet(f"offset{k}")).add(block, ch_names,
+                                                                                  np.arange(len(idx)))
         found.values += [str(v) for v in values.to_numpy()[idx]]
-        found.starts += list(onsets[idx] - window / 2)
-        found.stops += list(onsets[idx] + window / 2)
+        # embedding windows are centred on onset + offset: the leakage guard sees the union of both windows
+        found.starts += list(onsets[idx] - window / 2 + min(0.0, config.decoding_offset_s))
+        found.stops += list(onsets[idx] + window / 2 + max(0.0, config.decoding_offset_s))
         found.runs += [run_index] * len(idx)
     # a feature missing from some recording cannot be decoded over the subject's examples
     n_recordings = len(set(found.runs))
     found.features = {k: v for k, v in found.features.items() if len(v.blocks) == n_recordings}
+    found.offset_features = {k: v for k, v in found.offset_features.items() if len(v.blocks) == n_recordings}
     return found
 
 
@@ -345,7 +433,11 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
     from ..reports import figures
 
     params = decoding_params(config)
+    if abs(config.decoding_offset_s) >= config.decoding_window_s / 2:
+        raise UsageError(f"--decoding-offset-s {config.decoding_offset_s:g}: the readout must stay inside the "
+                         f"{config.decoding_window_s:g} s window (|offset| < {config.decoding_window_s / 2:g} s)")
     rng = np.random.default_rng([config.random_seed, 5])
+    offset_rng = np.random.default_rng([config.random_seed, 7])   # the offset curve leaves the main draws alone
     wanted = set(config.decoding_features)
     written: list[Path] = []
     for task, task_recordings in by_task(recordings).items():
@@ -361,7 +453,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
         subjects = defaultdict(list)
         for recording in task_recordings:
             subjects[recording.subject].append(recording)
-        score_rows, summary_rows, efficiency_rows, feature_info = [], [], [], {}
+        score_rows, summary_rows, efficiency_rows, offset_rows, feature_info = [], [], [], [], {}
         sizes_used: dict[str, list[int]] = {}
         for subject, subject_recordings in sorted(subjects.items()):
             LOGGER.info("decoding sub-%s task-%s: %d recording(s)", subject, task, len(subject_recordings))
@@ -369,7 +461,9 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
             if not examples.features:
                 LOGGER.warning("sub-%s task-%s: no features to decode", subject, task)
                 continue
-            feature_info.update(examples.feature_info)
+            for feature, info in examples.feature_info.items():
+                merged = feature_info.setdefault(feature, {**info, "Sources": []})
+                merged["Sources"] += [s for s in info.get("Sources", []) if s not in merged["Sources"]]
             values = np.asarray(examples.values)
             starts, stops, runs = (np.asarray(v) for v in (examples.starts, examples.stops, examples.runs))
             regions = region_lookup(config, next(iter(examples.channel_tables.values())), subject_recordings[0],
@@ -388,10 +482,10 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                     info = examples.feature_info[feature]
                     in_pretraining = "n/a"
                     if info["Kind"] == "embedding":
-                        trained = model_training_subjects(config, feature)
-                        in_pretraining = "n/a" if trained is None else str(subject in trained).lower()
-                    common = {"subject": subject, "target": target, "feature": feature, "feature_kind": info["Kind"],
-                              "in_pretraining": in_pretraining}
+                        roles = model_training_subjects(config, feature)
+                        in_pretraining = "n/a" if roles is None else roles.get(subject, "held out")
+                    common = {"subject": subject, "target": target, "positive_class": positive, "feature": feature,
+                              "feature_kind": info["Kind"], "in_pretraining": in_pretraining}
                     probes = [(name, feature_set.electrode(name)) for name in feature_set.electrodes()]
                     probes.append(("population", None))
                     for name, x in probes:
@@ -413,7 +507,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                                              "auc_sd": result.auc_sd, "chance_auc": result.chance_mean,
                                              "chance_low": result.chance_low, "chance_high": result.chance_high,
                                              "p_value": result.p_value})
-                        if is_pop and config.data_efficiency_draws > 0:
+                        if is_pop and config.data_efficiency_draws > 0 and info["Kind"] != "random-weights":
                             n_available = min(f.n_train for f in result.folds)
                             sizes = data_efficiency_sizes(config.data_efficiency_sizes, n_available)
                             sizes_used[f"sub-{subject}"] = sizes
@@ -422,6 +516,9 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                                 efficiency_rows.append({"subject": subject, "target": target, "feature": feature,
                                                         "feature_kind": info["Kind"],
                                                         "in_pretraining": in_pretraining, **row})
+                if examples.offset_features:
+                    offset_rows += offset_curve(examples, summary_rows, subject, target, mask, y,
+                                                (starts[mask], stops[mask], runs[mask]), params, offset_rng)
         if not score_rows:
             LOGGER.warning("task %s: nothing could be decoded", task)
             continue
@@ -429,8 +526,10 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 "Targets": {t: {"Positive": p, "Negative": n if n is not None else "all other values"}
                             for t, p, n in targets},
                 "WindowS": config.decoding_window_s, "WindowAlignment": "centred on the events.tsv onset",
+                "ReadoutOffsetS": config.decoding_offset_s,
                 "CrossValidation": params.to_dict(), "Features": feature_info,
-                "Sources": [f"bids:raw:{r.relative_path}" for r in task_recordings]}
+                "Sources": [f"bids:raw:{r.relative_path}" for r in task_recordings]
+                + [src for info in feature_info.values() for src in info.get("Sources", [])]}
         scores = pd.DataFrame(score_rows, columns=list(SCORE_COLUMNS))
         written.append(write_table(config, f"task-{task}_desc-decoding_scores.tsv", scores, {
             **base, "Description": "Cross-validated ROC-AUC of linear probes, one row per fold",
@@ -445,6 +544,9 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 **base, "Description": "Population-probe ROC-AUC against the number of training examples "
                                        "(stratified random subsets of each training fold, the fold's C)",
                 "RequestedSizes": list(config.data_efficiency_sizes), "SizesUsed": sizes_used,
+                "SizesFitted": "per subject (SizesUsed), the requested sizes its smallest training fold holds; "
+                               "when it holds none of them, up to four sizes spaced geometrically from 6 to the "
+                               "fold size",
                 "Draws": config.data_efficiency_draws,
                 "n_train": {"Description": "Training examples drawn"},
                 "draw": {"Description": "Repetition of the random draw"},
@@ -456,11 +558,54 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                                        "model's pretraining data (false: held out, i.e. cross-subject generalization)",
                 "auc_electrode_mean": {"Description": "Mean over electrodes of the fold-mean AUC"},
                 "n_electrodes": {"Description": "Electrodes averaged"}}))
-        for name, png in figures.decoding_figures(summary, efficiency_rows and pd.DataFrame(efficiency_rows)).items():
+        verdict_table = verdict(summary)
+        if len(verdict_table):
+            written.append(write_table(config, f"task-{task}_desc-verdict_summary.tsv", verdict_table, {
+                **base, "Description": "Per target and feature: median electrode AUC; for each embedding model the "
+                                       "paired difference to the Laplacian baseline and to its random-weights "
+                                       "control over the electrodes both scored (Wilcoxon signed-rank test)",
+                **{c: {"Description": d} for c, d in VERDICT_COLUMNS.items()}}))
+        if offset_rows:
+            written.append(write_table(config, f"task-{task}_desc-readoutoffset_summary.tsv",
+                                       pd.DataFrame(offset_rows), {
+                **base, "Description": "Spectrogram baseline AUC of each subject's best electrodes (highest AUC "
+                                       "at --decoding-offset-s) re-scored with the readout centred at other offsets "
+                                       "from the onset (no permutations)",
+                "offset_s": {"Description": "Readout centre relative to the onset (s)"},
+                "auc_mean": {"Description": "Mean ROC-AUC over folds"}}))
+        efficiency_frame = pd.DataFrame(efficiency_rows) if efficiency_rows else None
+        figure_pngs = figures.decoding_figures(summary, efficiency_frame)
+        if offset_rows:
+            figure_pngs["readoutOffset"] = figures.auc_by_offset(pd.DataFrame(offset_rows),
+                                                                 config.decoding_offset_s)
+        for name, png in figure_pngs.items():
             path = root_path(config, f"{FIGURES_DIR}/task-{task}_desc-{name}_figure.png")
             deriv.atomic_write_bytes(path, png)
             written.append(path)
     return written
+
+
+def offset_curve(examples: SubjectExamples, summary_rows: list[dict], subject: str, target: str, mask: np.ndarray,
+                 y: np.ndarray, windows: tuple, params: DecodingParams, rng) -> list[dict]:
+    """AUC of the subject's best spectrogram-baseline electrodes with the readout at each READOUT_OFFSETS_S."""
+    feature = examples.offset_feature
+    if feature is None or feature not in examples.features:
+        return []
+    scored = [r for r in summary_rows if r["subject"] == subject and r["target"] == target
+              and r["feature"] == feature and r["probe"] == "electrode"]
+    best = [r["electrode"] for r in sorted(scored, key=lambda r: -r["auc_mean"])[:OFFSET_CURVE_ELECTRODES]]
+    quick = DecodingParams(n_folds=params.n_folds, inner_folds=params.inner_folds, gap_s=params.gap_s,
+                           cs=params.cs, n_permutations=0, permutation=params.permutation)
+    rows = []
+    for k, feature_set in sorted(examples.offset_features.items()):
+        for name in best:
+            if name not in feature_set.electrodes():
+                continue
+            result = decode(feature_set.electrode(name)[mask], y, *windows, quick, rng)
+            if result.folds:
+                rows.append({"subject": subject, "target": target, "feature": feature, "electrode": name,
+                             "offset_s": READOUT_OFFSETS_S[k], "auc_mean": result.auc_mean})
+    return rows
 
 
 def generalization_summary(summary: pd.DataFrame) -> pd.DataFrame:
@@ -485,6 +630,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
 
     rng = np.random.default_rng([config.random_seed, 6])
     written: list[Path] = []
+    short: dict[str, int] = {}
     for task, task_recordings in by_task(recordings).items():
         rows = []
         subjects = defaultdict(list)
@@ -534,18 +680,36 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
             for feature, electrodes in per_feature.items():
                 for name, parts in electrodes.items():
                     x = np.concatenate(parts)
+                    n_available = len(x)
                     x = x[draw_examples(len(x), config.dimensionality_examples, rng)]
                     region, source = regions.get(name, ("unknown", "none"))
+                    n_features = x.shape[1] if x.ndim == 2 else 0
                     row = {"subject": subject, "electrode": name, "region": region, "region_source": source,
-                           "feature": feature, "n_examples": len(x), "n_features": x.shape[1] if x.ndim == 2 else 0,
-                           "dimension": "n/a", "max_dimension": "n/a", "threshold": config.dimensionality_threshold}
+                           "feature": feature, "n_examples": len(x), "n_examples_requested":
+                           config.dimensionality_examples, "n_features": n_features, "dimension": "n/a",
+                           "max_dimension": max(0, min(len(x) - 1, n_features)), "at_ceiling": "n/a",
+                           "threshold": config.dimensionality_threshold}
+                    if n_available < config.dimensionality_examples:
+                        short[f"sub-{subject} {feature}"] = min(short.get(f"sub-{subject} {feature}", n_available),
+                                                                n_available)
                     if len(x) >= MIN_EXAMPLES:
                         result = intrinsic_dimension(x, config.dimensionality_threshold)
-                        row.update(dimension=result.dimension, max_dimension=result.max_rank)
+                        row.update(dimension=result.dimension, max_dimension=result.max_rank,
+                                   at_ceiling=str(result.dimension >= result.max_rank).lower())
                     rows.append(row)
         if not rows:
             LOGGER.warning("task %s: no embeddings or spectrograms for the dimensionality analysis", task)
             continue
+        if short:
+            per_subject: dict[str, int] = {}
+            for what, n in short.items():
+                subject_label = what.split(" ")[0]
+                per_subject[subject_label] = min(per_subject.get(subject_label, n), n)
+            LOGGER.warning("task %s: fewer windows per electrode than --dimensionality-examples %d (%s): each "
+                           "dimension is capped at n - 1 (see max_dimension and at_ceiling)", task,
+                           config.dimensionality_examples,
+                           ", ".join(f"{k} {v}" for k, v in sorted(per_subject.items())))
+        short.clear()
         electrodes = pd.DataFrame(rows)
         base = {**provenance(config), "Task": task, "Threshold": config.dimensionality_threshold,
                 "MaxExamples": config.dimensionality_examples, "Features": info,
@@ -555,16 +719,24 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
             **base, "Description": "Intrinsic dimensionality per electrode: fewest principal components explaining "
                                    "more than Threshold of the variance of its window features",
             "dimension": {"Description": "Fewest principal components explaining > Threshold of the variance"},
-            "max_dimension": {"Description": "min(n_examples - 1, n_features): the most the data allow"},
+            "max_dimension": {"Description": "Ceiling: min(n_examples - 1, n_features), the most the data allow"},
+            "at_ceiling": {"Description": "true when the dimension equals the ceiling: it is then a lower bound "
+                                          "set by the sample count, not a property of the representation"},
             "n_examples": {"Description": "Windows used (drawn at random when more than MaxExamples)"},
+            "n_examples_requested": {"Description": "--dimensionality-examples: windows wanted per electrode"},
             "region_source": {"Description": "Where the region came from"}}))
         scored = electrodes[electrodes["dimension"] != "n/a"].copy()
         scored["dimension"] = scored["dimension"].astype(float)
-        regions_table = (scored.groupby(["region", "feature"])["dimension"]
-                         .agg(n_electrodes="count", dimension_mean="mean", dimension_sd="std",
-                              dimension_median="median").reset_index())
+        scored["at_ceiling"] = scored["at_ceiling"] == "true"
+        regions_table = (scored.groupby(["region", "feature"])
+                         .agg(n_electrodes=("dimension", "count"), dimension_mean=("dimension", "mean"),
+                              dimension_sd=("dimension", "std"), dimension_median=("dimension", "median"),
+                              max_dimension_mean=("max_dimension", "mean"),
+                              n_at_ceiling=("at_ceiling", "sum")).reset_index())
         written.append(write_table(config, f"task-{task}_desc-dimensionality_regions.tsv", regions_table, {
-            **base, "Description": "Intrinsic dimensionality summarised by brain region and feature"}))
+            **base, "Description": "Intrinsic dimensionality summarised by brain region and feature",
+            "max_dimension_mean": {"Description": "Mean ceiling min(n_examples - 1, n_features) of the electrodes"},
+            "n_at_ceiling": {"Description": "Electrodes whose dimension equals their ceiling (a lower bound)"}}))
         png = figures.dimensionality_by_region(regions_table)
         path = root_path(config, f"{FIGURES_DIR}/task-{task}_desc-dimensionality_figure.png")
         deriv.atomic_write_bytes(path, png)
@@ -628,7 +800,7 @@ def run_group_analyses(config: RunConfig, recordings: list[Recording], analysis:
         written += run_finetune(config, recordings)
     if analysis in ("all", "dimensionality"):
         written += run_dimensionality(config, recordings, atlas)
-    written.append(write_citation(config, analysis))
+    written.append(write_citation(config, analysis, recordings))
     written += write_subject_reports(config, recordings)
     LOGGER.info("report: group_ieeg.html")
     written.append(write_group_report(config, recordings))
@@ -677,6 +849,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
 
     sections: list[Section] = []
     summary_rows, channel_blocks, spectrogram_imgs, embedding_imgs = [], [], [], []
+    ranking = responsive_channels(config, subject, recordings)
     for recording in recordings:
         paths = spectrogram_paths_for(config, recording)
         if not deriv.is_complete(paths):
@@ -698,29 +871,33 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
         channel_blocks.append(heading(recording.relative_path) + table(usage))
         events = read_events(recording)
         if spectrogram.shape[0]:
-            row = spectrogram.shape[0] // 2
+            names = channels["name"].astype(str).tolist()
+            row, why = example_channel(names, ranking)
             spectrogram_imgs.append(image(figures.spectrogram_example(
                 spectrogram[row], np.asarray(sidecar["FrequenciesHz"]), rate, float(sidecar.get("StartTime", 0.0)),
-                f"{recording.relative_path}, {channels['name'].iloc[row]}", events), f"spectrogram {recording.stem_entities}"))
+                f"{recording.relative_path}, {names[row]} ({why})", events),
+                f"spectrogram {recording.stem_entities}"))
         for label, files in embedding_event_files(paths["data"]).items():
             emb_sidecar = deriv.read_json(files["sidecar"])
             emb = np.load(files["data"], mmap_mode="r")
             kept = pd.read_csv(files["table"], sep="\t", na_values=["n/a"], keep_default_na=False)
             column = config.decoding_column if config.decoding_column in kept.columns else None
             if emb.shape[0] and emb.shape[1] >= 3 and column:
-                names = read_channels(paths["data"].with_name(emb_sidecar["ChannelsFile"]))["name"].tolist()
-                row = emb.shape[0] // 2
+                names = read_channels(paths["data"].with_name(emb_sidecar["ChannelsFile"]))["name"].astype(str).tolist()
+                row, _ = example_channel(names, ranking)
                 embedding_imgs.append(image(figures.embedding_scatter(
                     np.asarray(emb[row]), kept[column].astype(str).tolist(),
                     f"{label} event embeddings, {recording.stem_entities}, {names[row]}"), f"embeddings {label}"))
     sections.append(Section("Data", table(pd.DataFrame(summary_rows))))
     sections.append(Section("Channels used and left out", "".join(channel_blocks) or paragraph("none")))
     sections.append(Section("Spectrogram examples", paragraph(
-        "log10 magnitude of the middle channel; vertical lines mark event onsets.", "note")
-        + "".join(spectrogram_imgs)))
+        "log10 magnitude of the most responsive channel (highest decoding AUC of this subject, when decoding has "
+        "run; else the middle channel); vertical lines mark event onsets, one colour per condition (legend).",
+        "note") + "".join(spectrogram_imgs)))
     if embedding_imgs:
         sections.append(Section("Embeddings", paragraph("First two principal components of the event-locked "
-                                                        "embeddings of one electrode, by condition.", "note")
+                                                        "embeddings of the most responsive electrode, by "
+                                                        "condition.", "note")
                                 + "".join(embedding_imgs)))
     decoding_body = ""
     for task in sorted({task_of(r) for r in recordings}):
@@ -729,8 +906,9 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
             continue
         mine = summary[summary["subject"].astype(str) == subject]
         for target, rows in mine.groupby("target", sort=False):
-            decoding_body += image(figures.electrode_auc_map(rows, f"sub-{subject} task-{task}: {target}"),
-                                   f"decoding {target}")
+            positive = rows["positive_class"].iloc[0] if "positive_class" in rows else "n/a"
+            decoding_body += image(figures.electrode_auc_map(
+                rows, f"sub-{subject} task-{task}: {target} (positive class: {positive})"), f"decoding {target}")
             best = rows.sort_values("auc_mean", ascending=False).head(15)
             decoding_body += table(best[["feature", "probe", "electrode", "region", "auc_mean", "auc_sd",
                                          "chance_high", "p_value"]])
@@ -749,6 +927,28 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
                   f"bids-brainbert {__version__}, generated from the derivatives in {config.output_dir.name}")
 
 
+def responsive_channels(config: RunConfig, subject: str, recordings: list[Recording]) -> list[str]:
+    """The subject's electrodes by decreasing best electrode-probe AUC over features and targets (empty before
+    decoding)."""
+    ranked: dict[str, float] = {}
+    for task in sorted({task_of(r) for r in recordings}):
+        summary = _read_tsv(root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+        if summary is None:
+            continue
+        rows = summary[(summary["subject"].astype(str) == subject) & (summary["probe"] == "electrode")]
+        for name, auc in rows.groupby("electrode")["auc_mean"].max().items():
+            ranked[str(name)] = max(ranked.get(str(name), 0.0), float(auc))
+    return sorted(ranked, key=lambda n: -ranked[n])
+
+
+def example_channel(names: list[str], ranking: list[str]) -> tuple[int, str]:
+    """Row of the most responsive channel present in ``names`` and why it was chosen."""
+    for name in ranking:
+        if name in names:
+            return names.index(name), "most responsive: highest decoding AUC"
+    return len(names) // 2, "middle channel"
+
+
 def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> list[Path]:
     """OUTPUT_DIR/sub-<label>.html for every subject of ``recordings`` (fMRIPrep/MRIQC convention)."""
     subjects: dict[str, list[Recording]] = defaultdict(list)
@@ -762,6 +962,68 @@ def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> lis
         deriv.atomic_write_bytes(path, subject_report(config, subject, subject_recordings).encode("utf-8"))
         written.append(path)
     return written
+
+
+def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
+    """The verdict table (from its TSV when written, else from the summary) and its plain-words outcome."""
+    from ..analyses.verdict import verdict_sentences
+    from ..reports.html import paragraph, table
+
+    stored = _read_tsv(root_path(config, f"task-{task}_desc-verdict_summary.tsv"))
+    frame = stored if stored is not None else verdict(summary)
+    if frame is None or not len(frame):
+        return ""
+    body = "<h3>Verdict: is pretraining worth it?</h3>"
+    body += "".join(paragraph(text) for text in verdict_sentences(frame))
+    body += paragraph("Median electrode AUC per feature; for each embedding model the median paired difference to "
+                      "the Laplacian baseline and to the same network with random weights, over the electrodes "
+                      "both scored (n), with the Wilcoxon signed-rank p-value (all columns in the verdict TSV).",
+                      "note")
+    return body + table(compact_verdict(frame))
+
+
+def compact_verdict(frame: pd.DataFrame) -> pd.DataFrame:
+    """The verdict as the report shows it: one comparison per cell."""
+    def comparison(row, prefix: str) -> str:
+        if str(row[f"vs_{prefix}"]) in ("n/a", "nan"):
+            return ""
+        p = float(row[f"minus_{prefix}_p"])
+        return (f"{float(row[f'minus_{prefix}_median']):+.3f} (n = {int(row[f'minus_{prefix}_n'])}, "
+                f"p = {p:.2g})" if np.isfinite(p) else f"n = {int(row[f'minus_{prefix}_n'])}: too few")
+
+    return pd.DataFrame({
+        "target": frame["target"], "positive class": frame["positive_class"], "feature": frame["feature"],
+        "kind": frame["feature_kind"], "electrodes": frame["n_electrodes"], "median AUC": frame["auc_median"],
+        "minus Laplacian": [comparison(r, "laplacian") for _, r in frame.iterrows()],
+        "minus random weights": [comparison(r, "random") for _, r in frame.iterrows()]})
+
+
+def data_efficiency_caption(path: Path) -> str:
+    from ..reports.html import paragraph
+
+    sidecar_path = path.with_suffix(".json")
+    if not sidecar_path.exists():
+        return ""
+    sidecar = deriv.read_json(sidecar_path)
+    used = "; ".join(f"{subject}: {', '.join(map(str, sizes))}" for subject, sizes in
+                     sorted(sidecar.get("SizesUsed", {}).items()))
+    return paragraph(f"Requested training-set sizes: {', '.join(map(str, sidecar.get('RequestedSizes', [])))}. "
+                     f"Sizes that fitted and were used, per subject: {used or 'none'}. One panel per subject: a "
+                     "subject's curve stops at its own data.", "note")
+
+
+def electrode_count_reason(config: RunConfig, task: str, feature: str) -> str:
+    """Why a feature scored the number of electrodes it did (from the decoding sidecar's feature record)."""
+    path = root_path(config, f"task-{task}_desc-decoding_summary.json")
+    info = deriv.read_json(path).get("Features", {}).get(feature, {}) if path.exists() else {}
+    kind, reference = info.get("Kind"), info.get("Reference")
+    if kind == "baseline" and reference == "none":
+        return "all good channels (unreferenced)"
+    if kind == "baseline":
+        return f"{reference}: contacts lacking neighbours left out"
+    if kind in ("embedding", "random-weights"):
+        return "the spectrogram derivative's channels (its reference)"
+    return "n/a"
 
 
 def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
@@ -778,27 +1040,60 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
         if checkpoint is not None and (checkpoint / "loss_curve.png").exists():
             loss_body += heading(f"{model_dir.name} ({checkpoint.name})")
             loss_body += image((checkpoint / "loss_curve.png").read_bytes(), f"loss curve {model_dir.name}")
+            from .provenance import model_record
+
+            record = model_record(config.output_dir, model_dir.name.removeprefix("desc-"))
+            if record is not None:
+                training = record["training"]
+                share = record["validation_share"]
+                loss_body += paragraph(
+                    f"{record['steps_trained']} of {training.get('total_steps', 'n/a')} steps, batch "
+                    f"{training.get('batch_size', 'n/a')}; {training.get('n_train_windows', 0)} training and "
+                    f"{training.get('n_val_windows', 0)} validation windows (validation share "
+                    + (f"{100 * share:.0f}%" if share is not None else "n/a") + f" of the windows, "
+                    f"{len(training.get('val_files', []))} of "
+                    f"{len(training.get('train_files', [])) + len(training.get('val_files', []))} recordings).",
+                    "note")
     sections.append(Section("Pretraining", loss_body or paragraph("No model has been pretrained in this output "
                                                                   "directory.", "note")))
     for task in sorted({task_of(r) for r in recordings}):
         summary = _read_tsv(root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
         if summary is not None and len(summary):
-            body = ""
-            efficiency = _read_tsv(root_path(config, f"task-{task}_desc-dataefficiency_scores.tsv"))
+            if "positive_class" not in summary.columns:      # written by an earlier version
+                summary = summary.assign(positive_class="n/a")
+            body = verdict_section(config, task, summary)
+            efficiency_path = root_path(config, f"task-{task}_desc-dataefficiency_scores.tsv")
+            efficiency = _read_tsv(efficiency_path)
             for name, png in figures.decoding_figures(summary, efficiency).items():
                 body += image(png, name)
+                if name == "dataEfficiency":
+                    body += data_efficiency_caption(efficiency_path)
+            offsets = _read_tsv(root_path(config, f"task-{task}_desc-readoutoffset_summary.tsv"))
+            if offsets is not None and len(offsets):
+                body += "<h3>Where the information is: readout offset</h3>" + paragraph(
+                    f"AUC of the {offsets['feature'].iloc[0]} baseline of each "
+                    f"subject's {OFFSET_CURVE_ELECTRODES} best electrodes with the {config.embedding_middle_frames}"
+                    "-frame readout centred at other times after the onset (no permutations; the tables above use "
+                    "the dotted offset). Choose --decoding-offset-s where the curves peak.", "note")
+                used = deriv.read_json(root_path(config, f"task-{task}_desc-decoding_summary.json")).get(
+                    "ReadoutOffsetS", 0.0)
+                body += image(figures.auc_by_offset(offsets, float(used)), "AUC against readout offset")
             electrodes = summary[summary["probe"] == "electrode"]
             overview = (electrodes.assign(significant=electrodes["p_value"].astype(float) < 0.05)
-                        .groupby(["target", "feature"])
+                        .groupby(["target", "positive_class", "feature"], sort=False)
                         .agg(electrodes=("auc_mean", "count"), auc_mean=("auc_mean", "mean"),
                              auc_max=("auc_mean", "max"), fraction_p_below_005=("significant", "mean"))
                         .reset_index())
+            overview["why this many electrodes"] = [electrode_count_reason(config, task, f)
+                                                    for f in overview["feature"]]
             body += heading("Electrode probes by feature") + table(overview)
             population = summary[summary["probe"] == "population"]
             body += heading("Population probes") + table(population[["subject", "target", "feature", "auc_mean",
                                                                       "auc_sd", "chance_high", "p_value"]])
             generalization = _read_tsv(root_path(config, f"task-{task}_desc-generalization_summary.tsv"))
-            if generalization is not None and len(generalization):
+            # a comparison needs somebody who was not trained on: hidden when every subject was
+            if generalization is not None and len(generalization) and set(
+                    generalization["in_pretraining"].astype(str)) - {"trained", "true"}:
                 body += heading("Generalization to subjects held out of pretraining") + table(generalization)
             sections.append(Section(f"Decoding, task {task}", body))
         from .population import report_section as population_section      # workflows/population.py
@@ -821,9 +1116,11 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
 CITATION = "logs/CITATION.md"
 
 
-def write_citation(config: RunConfig, analysis: str) -> Path:
+def write_citation(config: RunConfig, analysis: str, recordings: list[Recording] | None = None) -> Path:
+    """logs/CITATION.md from what the outputs record (model config.json, sidecars), not the current defaults."""
     from ..reports.boilerplate import methods_text, package_versions
     from .embeddings import find_model
+    from .provenance import recorded_settings
 
     model = None
     try:
@@ -832,8 +1129,17 @@ def write_citation(config: RunConfig, analysis: str) -> Path:
             model = {"sha256": source.sha256, "path": str(source.path)}
     except BidsBrainbertError:
         model = None
+    recordings = recordings or []
+    spectrogram = next((spectrogram_paths_for(config, r)["sidecar"] for r in recordings
+                        if spectrogram_paths_for(config, r)["sidecar"].exists()), None)
+    recorded = recorded_settings(config, sorted({task_of(r) for r in recordings}), spectrogram,
+                                 sorted({r.subject for r in recordings}))
+    if recorded.model is not None:
+        model = {**recorded.model, **(model or {})}
     path = root_path(config, CITATION)
-    text = methods_text(config.to_toml_dict(), package_versions(), __version__, analysis, model)
+    text = methods_text(recorded.settings, package_versions(), __version__, analysis, model,
+                        sections=recorded.sections if recordings else None, random_control=recorded.random_control,
+                        readout_offset_s=recorded.readout_offset_s)
     deriv.atomic_write_bytes(path, text.encode("utf-8"))
     return path
 

@@ -6,6 +6,10 @@ Per recording and model label ``<label>`` (default ``brainbert``)::
     <entities>_desc-<label>Events_embeddings.npy  (channel, event, feature) windows centred on events.tsv onsets
     <entities>_desc-<label>Events_embeddings.tsv  the events kept (events.tsv rows whose window fits)
     + a JSON sidecar each (model sha256, layer, pooling, window, stride, sources)
+
+Next to every model the same files are written for its random-weights control (label ``<label>Random``: the
+same architecture, untrained, seeded by ``--random-seed``; see :mod:`bids_brainbert.model.random_weights`)
+unless ``--decoding-features`` leaves ``random`` out.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from ..errors import CheckpointError, RecordingError, UsageError
 from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
 from ..model.checkpoints import PUBLISHED_SUFFIXES, check_input_width
 from ..precision import precision_record, resolve_precision
+from ..model.random_weights import INITIALISATION, random_label, random_weights_model, state_sha256
 from ..training import latest_checkpoint
 from ..windowing import RECORDING_WINDOWING
 from .window_exact import window_exact_for, windowing_matches
@@ -44,6 +49,7 @@ class ModelSource:
     label: str                   # desc label of the embedding files
     sha256: str                  # of the weights file
     published: bool              # the original BrainBERT release format (STFT input)
+    random_seed: int | None = None   # set: the untrained random-weights control of the model at ``path``
 
 
 def group_model_root(config: RunConfig) -> Path:
@@ -77,6 +83,28 @@ def find_model(config: RunConfig) -> ModelSource | None:
 def _load_model(path: Path, device: str) -> BrainBertPretrainModel:
     model, _, _ = load_checkpoint(path, device=device)
     return model
+
+
+@lru_cache(maxsize=2)
+def _random_model(path: Path, device: str, seed: int) -> BrainBertPretrainModel:
+    return random_weights_model(_load_model(path, device).config, seed).to(device)
+
+
+def model_for(source: ModelSource, device: str) -> BrainBertPretrainModel:
+    if source.random_seed is not None:
+        return _random_model(source.path, device, source.random_seed)
+    return _load_model(source.path, device)
+
+
+def random_control_source(source: ModelSource, config: RunConfig) -> ModelSource:
+    """The random-weights twin of ``source`` (same architecture, seeded by --random-seed)."""
+    model = _random_model(source.path, resolve_device(config.device), config.random_seed)
+    return ModelSource(path=source.path, label=random_label(source.label), sha256=state_sha256(model),
+                       published=False, random_seed=config.random_seed)
+
+
+def wants_random_control(config: RunConfig) -> bool:
+    return "random" in config.decoding_features
 
 
 def resolve_device(request: str) -> str:
@@ -135,10 +163,14 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
         and windowing_matches(paths["events_sidecar"], config, model_source.published)
     events = read_events(recording)
     if not config.overwrite and windows_done and (events is None or events_done):
-        return [p for p in paths.values() if p.exists()]
+        written = [p for p in paths.values() if p.exists()]
+        if model_source.random_seed is None and wants_random_control(config):
+            written += write_embeddings(recording, spectrogram_data, config,
+                                        random_control_source(model_source, config))
+        return written
     spec_sidecar = deriv.read_json(spectrogram_data.with_suffix(".json"))
     spectrogram = np.load(spectrogram_data, mmap_mode="r")
-    model = _load_model(model_source.path, resolve_device(config.device))
+    model = model_for(model_source, resolve_device(config.device))
     device = next(model.parameters()).device
     params = embedding_params(config)
     rate, start = float(spec_sidecar["SamplingFrequency"]), float(spec_sidecar.get("StartTime", 0.0))
@@ -160,7 +192,8 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
         "WindowCentresS": [round(float(c), 6) for c in centres], "DataSha256": digest})
     written += [paths["windows"], paths["windows_sidecar"]]
     if events is not None:
-        onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float)
+        # the middle frames (the readout) of a window centred on onset + offset are centred there
+        onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float) + config.decoding_offset_s
         event_embeddings, valid = exact.events if exact else event_locked_embeddings(
             spectrogram, rate, np.nan_to_num(onsets, nan=-1e9), model, params, start_time_s=start, device=device)
         kept = events.loc[valid].reset_index(drop=True)
@@ -173,10 +206,13 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
             **common, "Description": "embeddings of windows centred on each events.tsv onset",
             **windowing_fields(exact, events=True),
             "Axes": ["channel", "event", "feature"], "Shape": list(event_embeddings.shape),
+            "ReadoutOffsetS": config.decoding_offset_s,
             "EventsFile": paths["events_table"].name, "DataSha256": digest})
         written += [paths["events"], paths["events_table"], paths["events_sidecar"]]
     LOGGER.info("%s: wrote %s embeddings (%d channels, %d windows)", recording.relative_path, model_source.label,
                 embeddings.shape[0], embeddings.shape[1])
+    if model_source.random_seed is None and wants_random_control(config):
+        written += write_embeddings(recording, spectrogram_data, config, random_control_source(model_source, config))
     return written
 
 
@@ -198,8 +234,12 @@ def embedding_sidecar_common(recording: Recording, spectrogram_data: Path, confi
         "Sources": [f"bids::{relative}", deriv.bids_uri(recording)],
         "ChannelsFile": spectrogram_data.name.replace("_spectrogram.npy", "_channels.tsv"),
         "Model": {"Label": model_source.label, "Sha256": model_source.sha256,
-                  "Format": "brainbert-published" if model_source.published else "bids-brainbert",
-                  "Config": model.config.to_dict()},
+                  "Format": ("random-weights" if model_source.random_seed is not None
+                             else "brainbert-published" if model_source.published else "bids-brainbert"),
+                  "Config": model.config.to_dict(),
+                  **({"RandomWeights": {"Seed": model_source.random_seed, "Initialisation": INITIALISATION,
+                                        "ArchitectureOf": str(model_source.path.name)}}
+                     if model_source.random_seed is not None else {})},
         "Layer": params.layer,
         "Precision": precision_record(config.precision, params.precision),
         **pooling_fields(params),

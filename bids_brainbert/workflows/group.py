@@ -15,7 +15,8 @@ from ..bids.discovery import Recording
 from ..config import RunConfig
 from ..errors import BidsBrainbertError, RecordingError, UsageError
 from ..model import weights_sha256
-from ..training import PretrainConfig, pretrain, split_paths
+from ..training import PretrainConfig, pretrain
+from ..training.validation_share import split_by_share
 from .embeddings import ModelSource, group_model_root, write_embeddings
 from .participant import RecordingOutcome, spectrogram_paths_for
 from .pretrain_clock import PretrainingClock, warn_if_long_on_cpu
@@ -65,9 +66,13 @@ def run_group_level(config: RunConfig, recordings: list[Recording]) -> list[Reco
 
 def pretrain_and_embed(config: RunConfig, recordings: list[Recording]) -> list[RecordingOutcome] | None:
     paths, pool = training_files(config, recordings)
-    train, val = split_paths(pool, config.validation_fraction, by=config.validation_split, seed=config.random_seed)
-    LOGGER.info("pretraining a %s model on %d recording(s), validating on %d, %d steps", config.model_size,
-                len(train), len(val), config.train_steps)
+    train, val, share = split_by_share(pool, config.validation_fraction, config.validation_split,
+                                       config.random_seed, config.train_window_s)
+    if share > config.validation_fraction * 2:
+        LOGGER.warning("validation holds %.0f%% of the training windows (--validation-fraction %g): even the "
+                       "smallest %s is that large", 100 * share, config.validation_fraction, config.validation_split)
+    LOGGER.info("pretraining a %s model on %d recording(s), validating on %d (%.0f%% of the windows), %d steps",
+                config.model_size, len(train), len(val), 100 * share, config.train_steps)
     warn_if_long_on_cpu(config)
     result = pretrain(train, val, group_model_root(config), pretraining_config(config), init_from=config.init_model,
                       resume=True, progress=True, on_step=PretrainingClock(config.train_steps, config.device))

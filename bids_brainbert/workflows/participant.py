@@ -223,7 +223,7 @@ def preprocessing_steps(info: LoadedRecording | OpenedRecording, config: RunConf
         if config.line_noise:
             LOGGER.warning("%s: line noise not removed: %s", recording.relative_path, reason)
     plan = reference_plan(info.ch_names, info.ch_types, config.reference, groups=info.groups or None,
-                          min_neighbours=config.laplacian_min_neighbours)
+                          min_neighbours=config.laplacian_min_neighbours, positions=contact_positions(info))
     for name, reason in plan.dropped.items():
         LOGGER.info("%s: channel %s left out by re-referencing: %s", recording.relative_path, name, reason)
     if not plan.derivations:
@@ -261,8 +261,24 @@ def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording)
     return signal, sfreq, steps.channels, steps.description
 
 
+def contact_positions(info: LoadedRecording | OpenedRecording) -> dict[str, tuple[float, float, float]]:
+    """Channel name -> (x, y, z) from electrodes.tsv, for the channels with three finite coordinates."""
+    electrodes = info.electrodes
+    if electrodes is None or not {"x", "y", "z"} <= set(electrodes.columns):
+        return {}
+    xyz = electrodes[["x", "y", "z"]].apply(pd.to_numeric, errors="coerce")
+    xyz = xyz[~xyz.index.duplicated(keep=False)]          # an ambiguous name has no position
+    return {name: tuple(float(v) for v in xyz.loc[name]) for name in info.ch_names
+            if name in xyz.index and np.isfinite(xyz.loc[name].to_numpy(float)).all()}
+
+
 CHANNEL_COLUMNS = {
     "sources": "Input channels this row was computed from (re-referencing), comma separated",
+    "neighbours": "Laplacian only: the neighbouring contacts whose mean was subtracted, comma separated (n/a "
+                  "for other references)",
+    "neighbour_rule": "Laplacian only: how the neighbours were chosen: 'coordinates' (ECoG grids and strips "
+                      "with electrodes.tsv positions: contacts within 1.25 x the group's contact spacing) or "
+                      "'label numbers' (contacts numbered +-1 on the same shaft)",
     "x": "Mean x coordinate of the source contacts (electrodes.tsv units, see the sidecar's CoordinateSystem)",
     "y": "Mean y coordinate of the source contacts",
     "z": "Mean z coordinate of the source contacts",
@@ -276,9 +292,14 @@ def channel_table(loaded: LoadedRecording | OpenedRecording, referenced) -> pd.D
     """Row order of the derivative's channel axis as a BIDS iEEG channels table, with electrode coordinates,
     group and region carried over from electrodes.tsv."""
     rows = []
-    for name, ch_type, sources in zip(referenced.ch_names, referenced.ch_types, referenced.sources):
+    neighbours = getattr(referenced, "neighbours", None) or [("", [])] * len(referenced.ch_names)
+    laplacian = any(rule for rule, _ in neighbours)
+    for name, ch_type, sources, (rule, near) in zip(referenced.ch_names, referenced.ch_types, referenced.sources,
+                                                    neighbours):
         row = {"name": name, "type": ch_type.upper(), "units": "V", "low_cutoff": "n/a", "high_cutoff": "n/a",
                "status": "good", "sources": ",".join(sources)}
+        if laplacian:
+            row.update(neighbours=",".join(near) if rule else "n/a", neighbour_rule=rule or "n/a")
         if loaded.electrodes is not None:
             known = [s for s in sources if s in loaded.electrodes.index]
             for column in ("x", "y", "z"):

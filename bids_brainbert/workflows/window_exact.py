@@ -38,7 +38,9 @@ def window_exact_for(recording: Recording, config: RunConfig, published: bool, n
     front_end = spectrogram_front_end(config, steps.sfreq, str(recording.path))
     onsets = None
     if events is not None:
-        onsets = np.nan_to_num(pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float), nan=-1e9)
+        # the readout window is centred on onset + offset, as for windows cut from the spectrogram
+        onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float) + config.decoding_offset_s
+        onsets = np.nan_to_num(onsets, nan=-1e9)
     with scratch_dir(config.work_dir, recording.stem_entities) as scratch:
         staged = stage_signal(scratch / "signal.npy", shape, opened, steps)
         return window_exact_embeddings(np.load(staged, mmap_mode="r"), front_end, model, window_params,
