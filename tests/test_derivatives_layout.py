@@ -2,58 +2,15 @@
 there; the raw data beside it is never written, and neither discovery nor the validator takes the derivatives (or
 other non-raw folders) for raw data."""
 
-import hashlib
-import os
 import shutil
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 
 from bids_brainbert.bids.discovery import index_recordings
 from bids_brainbert.cli.run import main
-
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_MUTATING = {"os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.utime", "os.truncate",
-             "os.link", "os.symlink", "shutil.rmtree", "shutil.move", "shutil.copyfile"}
-_WATCH: dict = {"raw": None, "allowed": None, "events": []}
-
-
-def _audit(event: str, args: tuple) -> None:
-    """Records writes under the raw dataset that are not under its derivatives/ folder."""
-    raw = _WATCH["raw"]
-    if raw is None or (event != "open" and event not in _MUTATING):
-        return
-    if event == "open":
-        path, mode, flags = args
-        writing = (mode is not None and any(c in str(mode) for c in "wax+")) or bool((flags or 0) & _WRITE_FLAGS)
-        candidates = [path] if writing else []
-    else:
-        candidates = [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]
-    for candidate in candidates:
-        if isinstance(candidate, int):
-            continue
-        absolute = os.path.abspath(os.fsdecode(candidate))
-        if absolute.startswith(str(raw) + os.sep) and not absolute.startswith(str(_WATCH["allowed"]) + os.sep):
-            _WATCH["events"].append((event, absolute))
-
-
-sys.addaudithook(_audit)   # does nothing while _WATCH["raw"] is None
-
-
-def raw_snapshot(root: Path) -> dict[str, tuple]:
-    """Mode, size, mtime and content hash of everything under ``root`` except its derivatives/ folder."""
-    state = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        relative = path.relative_to(root).as_posix()
-        if relative == "derivatives" or relative.startswith("derivatives/"):
-            continue
-        info = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-        state[relative] = (stat.S_IMODE(info.st_mode), info.st_size, info.st_mtime_ns, digest)
-    return state
-
+from write_audit import snapshot, writes_under
 
 @pytest.fixture
 def one_subject(demo_dataset, tmp_path) -> Path:
@@ -90,16 +47,13 @@ def test_output_under_the_datasets_derivatives_folder(one_subject, tmp_path):
         for path, mode in modes.items():
             if path != one_subject / "derivatives":
                 path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-        before = raw_snapshot(one_subject)
-        _WATCH.update(raw=one_subject.resolve(), allowed=(one_subject / "derivatives").resolve(), events=[])
-        try:
+        before = snapshot(one_subject, exclude="derivatives")
+        with writes_under(one_subject, allowed=one_subject / "derivatives") as writes:
             assert main([str(one_subject), str(out), "participant"]) == 0
             first = {p: p.stat().st_mtime_ns for p in out.rglob("*_spectrogram.npy")}
             assert main([str(one_subject), str(out), "participant"]) == 0
-        finally:
-            _WATCH["raw"] = None
-        assert _WATCH["events"] == []
-        assert raw_snapshot(one_subject) == before
+        assert writes == []
+        assert snapshot(one_subject, exclude="derivatives") == before
     finally:
         for path, mode in modes.items():
             path.chmod(mode)

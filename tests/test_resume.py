@@ -5,7 +5,6 @@ one output folder do not clobber its shared files."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from bids_brainbert.bids.derivatives import BIDSIGNORE_PATTERNS, TMP_MARK, is_co
 from bids_brainbert.bids.discovery import index_recordings
 from bids_brainbert.cli.run import main
 from conftest import write_tiny_recording
+from write_audit import snapshot, writes_under
 
 SECONDS = 30.0           # long enough that killing the run while it writes a recording is easy to time
 ARGS = ["participant", "--nprocs", "1", "--random-seed", "3", "--skip-bids-validation"]
@@ -78,43 +78,7 @@ def assert_same_outputs(out: Path, reference: Path) -> None:
     assert [name for name in ours if ours[name] != theirs[name]] == []
 
 
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Mode, size, modification time and content hash of every file and folder under ``root``."""
-    state = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        info = path.lstat()
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-        state[path.relative_to(root).as_posix()] = (stat.S_IMODE(info.st_mode), info.st_size, info.st_mtime_ns,
-                                                    digest)
-    return state
-
-
 # ---------------------------------------------------------------------------------------------- (a) read-only
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_MUTATING_EVENTS = {"os.rename", "os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.utime",
-                    "os.truncate", "os.link", "os.symlink", "shutil.rmtree", "shutil.move", "shutil.copyfile"}
-_WATCHED: dict[str, object] = {"root": None, "events": []}
-
-
-def _audit(event: str, args: tuple) -> None:
-    root = _WATCHED["root"]
-    if root is None or (event != "open" and event not in _MUTATING_EVENTS):
-        return
-    if event == "open":
-        path, mode, flags = args
-        writing = (mode is not None and any(c in str(mode) for c in "wax+")) or bool((flags or 0) & _WRITE_FLAGS)
-        candidates = [path] if writing else []
-    else:
-        candidates = [a for a in args[:2] if isinstance(a, (str, bytes, os.PathLike))]
-    inside = [os.fsdecode(c) for c in candidates if not isinstance(c, int)
-              and os.path.abspath(os.fsdecode(c)).startswith(str(root))]
-    if inside:
-        _WATCHED["events"].append((event, inside[0]))
-
-
-_HOOK_INSTALLED = False
-
-
 def test_input_dataset_is_only_read(resume_dataset, tmp_path):
     """The run (validator included) leaves every file and folder of the input as it was: content, size, mode
     and modification time; and, within this Python process, no file under it is opened for writing, created,
@@ -123,7 +87,6 @@ def test_input_dataset_is_only_read(resume_dataset, tmp_path):
     The input is also made read-only (chmod -R a-w). As a normal user that alone makes any write fail; the tests
     may run as root, for whom permissions do not stop writes, which is why the snapshot and the audit hook are
     what this test relies on. (The BIDS validator runs in a subprocess: only the snapshot covers it.)"""
-    global _HOOK_INSTALLED
     root = tmp_path / "rawdata"
     shutil.copytree(resume_dataset, root)
     for sub in ("02", "03"):
@@ -134,16 +97,10 @@ def test_input_dataset_is_only_read(resume_dataset, tmp_path):
         for path, mode in modes.items():
             path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
         before = snapshot(root)
-        if not _HOOK_INSTALLED:
-            sys.addaudithook(_audit)   # cannot be removed: it does nothing while _WATCHED["root"] is None
-            _HOOK_INSTALLED = True
-        _WATCHED["root"], _WATCHED["events"] = root.resolve(), []
-        try:
+        with writes_under(root) as writes:
             code = main([str(root), str(tmp_path / "out"), "participant", "--nprocs", "1"])
-        finally:
-            _WATCHED["root"] = None
         assert code == 0
-        assert _WATCHED["events"] == []
+        assert writes == []
         assert snapshot(root) == before
     finally:
         for path, mode in modes.items():
@@ -154,19 +111,12 @@ def test_input_dataset_is_only_read(resume_dataset, tmp_path):
 
 def test_the_audit_hook_sees_writes(tmp_path):
     """The hook of the test above is not blind: it reports a write, a rename and a removal under the root."""
-    global _HOOK_INSTALLED
-    if not _HOOK_INSTALLED:
-        sys.addaudithook(_audit)
-        _HOOK_INSTALLED = True
-    _WATCHED["root"], _WATCHED["events"] = tmp_path.resolve(), []
-    try:
+    with writes_under(tmp_path) as writes:
         (tmp_path / "a.txt").write_text("x")
         os.replace(tmp_path / "a.txt", tmp_path / "b.txt")
         (tmp_path / "b.txt").read_text()
         (tmp_path / "b.txt").unlink()
-    finally:
-        _WATCHED["root"] = None
-    assert [event for event, _ in _WATCHED["events"]] == ["open", "os.rename", "os.remove"]
+    assert [event for event, _ in writes] == ["open", "os.rename", "os.remove"]
 
 
 # -------------------------------------------------------------------------------------------- (b) kill -9

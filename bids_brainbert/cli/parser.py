@@ -7,6 +7,7 @@ Options are parsed with ``argparse.SUPPRESS`` defaults so that only what the use
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from .. import __version__
@@ -55,6 +56,7 @@ _non_negative_int = _checked(int, lambda v: v >= 0, " >= 0", "an integer")
 _fraction = _checked(float, lambda v: 0 < v < 1, " between 0 and 1 (exclusive)", "a number")
 _integer = _checked(int, lambda v: True, "", "an integer")
 _number = _checked(float, lambda v: True, "", "a number")
+_finite_number = _checked(float, math.isfinite, " (finite)", "a number")
 
 
 def _sampling_rate(text: str) -> float:
@@ -194,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=("voltage", "superlet", "stft", "laplacian", "embeddings", "random"),
                      help="features to decode (all); random: the embedding model's architecture with untrained "
                           "weights (seeded by --random-seed), embedded and decoded as its own feature")
-    ana.add_argument("--decoding-offset-s", type=float, metavar="S",
+    ana.add_argument("--decoding-offset-s", type=_finite_number, metavar="S",
                      help="centre of the readout (the middle frames of the spectrogram features and embeddings) "
                           "relative to the event onset (0, as BrainBERT; e.g. 0.2 for responses after the onset)")
     ana.add_argument("--decoding-folds", type=_min_two, metavar="K", help="outer folds when a subject has one run (5)")

@@ -105,7 +105,8 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
                                              n_folds=config.decoding_folds, seed=config.random_seed)
                     if not result.folds:
                         continue
-                    ident = {"subject": subject, "target": target, "feature": feature, "feature_kind": "finetuned",
+                    ident = {"subject": subject, "target": target, "positive_class": positive, "feature": feature,
+                             "feature_kind": "finetuned",
                              "in_pretraining": "n/a", "probe": "electrode", "electrode": name, "region": "n/a"}
                     for fold in result.folds:
                         score_rows.append({**ident, "fold": fold.fold, "cv_scheme": result.scheme,

@@ -124,7 +124,7 @@ def run_population(config: RunConfig, recordings) -> list[Path]:
 def _read_out(subject, examples, tokens, targets, feature, trained, params, rng, score_rows, summary_rows):
     values = np.asarray(examples.values)
     starts, stops, runs = (np.asarray(v) for v in (examples.starts, examples.stops, examples.runs))
-    in_pretraining = "n/a" if trained is None else str(subject in trained).lower()
+    in_pretraining = "n/a" if trained is None else trained.get(subject, "held out")
     for target, positive, negative in targets:
         mask = np.ones(len(values), dtype=bool) if negative is None else np.isin(values, [positive, negative])
         y = (values[mask] == positive).astype(int)
@@ -133,7 +133,8 @@ def _read_out(subject, examples, tokens, targets, feature, trained, params, rng,
         result = decode(tokens[mask], y, starts[mask], stops[mask], runs[mask], params, rng)
         if not result.folds:
             continue
-        ident = {"subject": subject, "target": target, "feature": feature, "feature_kind": "embedding",
+        ident = {"subject": subject, "target": target, "positive_class": positive, "feature": feature,
+                 "feature_kind": "embedding",
                  "in_pretraining": in_pretraining, "probe": "population", "electrode": "n/a", "region": "n/a"}
         for fold in result.folds:
             score_rows.append({**ident, "fold": fold.fold, "cv_scheme": result.scheme, "n_train": fold.n_train,
