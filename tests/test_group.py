@@ -206,15 +206,12 @@ def test_init_model_fine_tunes_from_a_checkpoint(group_output, tmp_path):
 
 def test_published_checkpoint_gives_embeddings_from_the_stft(demo_dataset, tmp_path):
     """A checkpoint in the released format (keys model/model_cfg/optim/scheduler), read with weights_only."""
-    from test_model import PublishedLayout
+    from test_model import PublishedLayout, save_published_layout
 
     root, _ = demo_dataset
     layout = PublishedLayout(d=32, n_freqs=40, n_layers=2, nhead=4, d_ff=48)
     checkpoint = tmp_path / "stft_large_pretrained.pth"
-    torch.save({"model": layout.state_dict(), "optim": {}, "scheduler": None,
-                "model_cfg": {"name": "masked_tf_model", "hidden_dim": 32, "layer_dim_feedforward": 48,
-                              "layer_activation": "gelu", "nhead": 4, "encoder_num_layers": 2, "input_dim": 40}},
-               checkpoint)
+    save_published_layout(checkpoint, layout)
     out = tmp_path / "out"
     assert run(root, out, "participant", "--model", checkpoint, "--spectrogram", "stft", "--participant-label", "02",
                "--embedding-window-s", "2", "--skip-bids-validation") == 0

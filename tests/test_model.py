@@ -490,6 +490,10 @@ class PublishedLayout(nn.Module):
 
     def __init__(self, d: int = 32, n_freqs: int = 8, n_layers: int = 2, nhead: int = 4, d_ff: int = 48):
         super().__init__()
+        # the original's model_cfg for these sizes (not weights: absent from the state dict)
+        self.model_cfg = {"name": "masked_tf_model", "hidden_dim": d, "layer_dim_feedforward": d_ff,
+                          "layer_activation": "gelu", "nhead": nhead, "encoder_num_layers": n_layers,
+                          "input_dim": n_freqs}
         self.input_encoding = _PublishedInput(d, n_freqs)
         layer = nn.TransformerEncoderLayer(d_model=d, nhead=nhead, dim_feedforward=d_ff, activation="gelu")
         self.transformer = nn.TransformerEncoder(layer, num_layers=n_layers, enable_nested_tensor=False)
@@ -502,6 +506,12 @@ class PublishedLayout(nn.Module):
         hidden = self.transformer(h.transpose(0, 1)).transpose(0, 1)
         head = self.spec_prediction_head
         return hidden, head.output(head.layer_norm(nn.functional.gelu(head.hidden_layer(hidden))))
+
+
+def save_published_layout(path: Path, layout: PublishedLayout) -> Path:
+    """``layout``'s weights in the released file's format (keys model/model_cfg/optim/scheduler)."""
+    torch.save({"model": layout.state_dict(), "optim": {}, "scheduler": None, "model_cfg": layout.model_cfg}, path)
+    return path
 
 
 def published_checkpoint(path: Path, model_cfg=None, seed: int = 0) -> PublishedLayout:

@@ -83,7 +83,7 @@ def test_window_positions_and_choice():
 def test_published_weights_get_window_exact_event_embeddings(tmp_path):
     """Through the command line, the event embedding of a window equals the published model run in float64 on
     that window built the original way."""
-    from test_model import PublishedLayout
+    from test_model import PublishedLayout, save_published_layout
 
     root = tmp_path / "rawdata"
     write_tiny_recording(root, "01", fmt="BrainVision", sfreq=SFREQ, seconds=8.0, seed=4)
@@ -93,10 +93,7 @@ def test_published_weights_get_window_exact_event_embeddings(tmp_path):
         for param in layout.parameters():
             param.add_(0.1 * torch.randn_like(param))
     checkpoint = tmp_path / "stft_large_pretrained.pth"
-    torch.save({"model": layout.state_dict(), "optim": {}, "scheduler": None,
-                "model_cfg": {"name": "masked_tf_model", "hidden_dim": 32, "layer_dim_feedforward": 48,
-                              "layer_activation": "gelu", "nhead": 4, "encoder_num_layers": 2, "input_dim": 40}},
-               checkpoint)
+    save_published_layout(checkpoint, layout)
     out = tmp_path / "out"
     assert main([str(root), str(out), "participant", "--model", str(checkpoint), "--spectrogram", "stft",
                  "--reference", "none", "--no-line-noise", "--skip-bids-validation"]) == 0
