@@ -38,7 +38,10 @@ phase "building $image"
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)  # read once: the checks compare against the same one
 build_args=(--pull=never --build-arg BASE_IMAGE=localhost/debian:bookworm-slim
             --build-arg VERSION="$version" --build-arg IMAGE_TAG="$image"
-            --build-arg VCS_REF="$revision")
+            --build-arg VCS_REF="$revision"
+            # podman/buildah 1.28 reuses a cached LABEL layer whose ARG value changed (its cache key is the
+            # unexpanded instruction), so a rebuild at a new commit kept the old revision: set it at commit time
+            --label org.opencontainers.image.revision="$revision")
 [ -s /etc/ssl/certs/ca-certificates.crt ] && build_args+=(--secret id=pip-ca,src=/etc/ssl/certs/ca-certificates.crt)
 [ -d /opt/wheels ] && build_args+=(-v /opt/wheels:/opt/wheels:ro)
 build_start=$SECONDS
