@@ -49,7 +49,9 @@ def test_verdict_pairs_electrodes_and_tests_with_wilcoxon():
     summary = summary.drop(index=summary.index[(summary["feature"] == "laplacianSuperlet")
                                                & (summary["electrode"] == "E3")])   # one unpaired electrode
     table = verdict(summary)
-    assert list(table["feature"]) == ["laplacianSuperlet", "bb", "bbRandom"]
+    assert list(table["feature"]) == ["laplacianSuperlet", "bb", "bbRandom", "laplacianSuperlet"]
+    assert list(table["level"]) == ["electrode"] * 3 + ["population"]
+    table = table[table["level"] == "electrode"]
     row = table.set_index("feature").loc["bb"]
     electrodes = summary[summary["probe"] == "electrode"].set_index(["feature", "subject", "electrode"])["auc_mean"]
     diff = (electrodes.loc["bb"] - electrodes.loc["laplacianSuperlet"]).dropna()
@@ -63,6 +65,53 @@ def test_verdict_pairs_electrodes_and_tests_with_wilcoxon():
     # no difference -> said so
     same = _summary(np.random.default_rng(1), ["laplacianSuperlet", "bb", "bbRandom"])
     assert "do not differ" in " ".join(verdict_sentences(verdict(same)))
+
+
+def _population_summary(rng, n_subjects=6, n_electrodes=5):
+    """Electrode probes of laplacianSuperlet, bb, bbRandom and, per subject, their concatenated population probes
+    and the population model populationBb (which reads bb's electrodes)."""
+    kinds = {"laplacianSuperlet": "baseline", "bb": "embedding", "bbRandom": "random-weights",
+             "populationBb": "embedding"}
+    rows = []
+    for s in range(n_subjects):
+        ident = {"subject": f"{s + 1:02d}", "target": "aVsB", "positive_class": "a"}
+        for feature in ("laplacianSuperlet", "bb", "bbRandom"):
+            for e in range(n_electrodes):
+                rows.append({**ident, "feature": feature, "feature_kind": kinds[feature], "probe": "electrode",
+                             "electrode": f"E{e}", "auc_mean": 0.5 + 0.1 * rng.random()})
+        for feature, level in (("laplacianSuperlet", 0.6), ("bb", 0.65), ("bbRandom", 0.55), ("populationBb", 0.8)):
+            rows.append({**ident, "feature": feature, "feature_kind": kinds[feature], "probe": "population",
+                         "electrode": "n/a", "auc_mean": level + 0.05 * rng.random()})
+    return pd.DataFrame(rows)
+
+
+def test_population_rows_pair_subjects_with_the_laplacian_probe_and_single_electrodes():
+    summary = _population_summary(np.random.default_rng(3))
+    table = verdict(summary)
+    population = table[table["level"] == "population"].set_index("feature")
+    assert list(population.index) == ["laplacianSuperlet", "bb", "bbRandom", "populationBb"]
+    assert (population["n_subjects"] == 6).all() and population["n_electrodes"].isna().all()
+    pop = summary[summary["probe"] == "population"].set_index(["feature", "subject"])["auc_mean"]
+    electrodes = summary[summary["probe"] == "electrode"]
+    model = population.loc["populationBb"]
+    diff = (pop.loc["populationBb"] - pop.loc["laplacianSuperlet"]).to_numpy()
+    assert model["vs_laplacian"] == "laplacianSuperlet" and model["minus_laplacian_n"] == 6
+    assert model["minus_laplacian_median"] == pytest.approx(np.median(diff))
+    assert model["minus_laplacian_p"] == pytest.approx(wilcoxon(diff).pvalue)
+    bb = electrodes[electrodes["feature"] == "bb"].groupby("subject")["auc_mean"]
+    assert model["vs_electrodes"] == "bb" and model["minus_best_electrode_n"] == 6
+    assert model["minus_best_electrode_median"] == pytest.approx(np.median(pop.loc["populationBb"] - bb.max()))
+    assert model["minus_median_electrode_median"] == pytest.approx(np.median(pop.loc["populationBb"] - bb.median()))
+    assert model["vs_random"] == "n/a"                  # no population model over the random-weights control
+    concatenated = population.loc["bb"]                 # the concatenated probe: its random control, same readout
+    assert concatenated["vs_random"] == "bbRandom" and concatenated["minus_random_n"] == 6
+    assert concatenated["minus_random_median"] == pytest.approx(np.median(pop.loc["bb"] - pop.loc["bbRandom"]))
+    # the electrode rows pair electrodes only (30 of them), never a subject's population score
+    electrode_bb = table[(table["level"] == "electrode") & (table["feature"] == "bb")].iloc[0]
+    assert electrode_bb["minus_laplacian_n"] == 30 and electrode_bb["n_electrodes"] == 30
+    text = " ".join(verdict_sentences(table))
+    assert "population level" in text and "populationBb beats laplacianSuperlet" in text and "6 subjects" in text
+    assert "the best single bb electrode of each subject" in text
 
 
 @pytest.mark.parametrize("values, expected", [

@@ -558,13 +558,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                                        "model's pretraining data (false: held out, i.e. cross-subject generalization)",
                 "auc_electrode_mean": {"Description": "Mean over electrodes of the fold-mean AUC"},
                 "n_electrodes": {"Description": "Electrodes averaged"}}))
-        verdict_table = verdict(summary)
-        if len(verdict_table):
-            written.append(write_table(config, f"task-{task}_desc-verdict_summary.tsv", verdict_table, {
-                **base, "Description": "Per target and feature: median electrode AUC; for each embedding model the "
-                                       "paired difference to the Laplacian baseline and to its random-weights "
-                                       "control over the electrodes both scored (Wilcoxon signed-rank test)",
-                **{c: {"Description": d} for c, d in VERDICT_COLUMNS.items()}}))
+        written += write_verdict_table(config, task, summary, base)
         if offset_rows:
             written.append(write_table(config, f"task-{task}_desc-readoutoffset_summary.tsv",
                                        pd.DataFrame(offset_rows), {
@@ -964,6 +958,20 @@ def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> lis
     return written
 
 
+def write_verdict_table(config: RunConfig, task: str, summary: pd.DataFrame, base: dict) -> list[Path]:
+    """``task-<task>_desc-verdict_summary.tsv`` from the decoding summary (rewritten whenever rows join it)."""
+    verdict_table = verdict(summary)
+    if not len(verdict_table):
+        return []
+    return [write_table(config, f"task-{task}_desc-verdict_summary.tsv", verdict_table, {
+        **base, "Description": "Per target, feature and level: median AUC over electrodes (electrode rows) or over "
+                               "subjects (population rows); for each embedding or fine-tuned feature the paired "
+                               "difference to the Laplacian baseline and to its random-weights control at the same "
+                               "level, and for population rows to each subject's best and median single electrode "
+                               "(Wilcoxon signed-rank tests; n = electrodes or subjects)",
+        **{c: {"Description": d} for c, d in VERDICT_COLUMNS.items()}})]
+
+
 def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
     """The verdict table (from its TSV when written, else from the summary) and its plain-words outcome."""
     from ..analyses.verdict import verdict_sentences
@@ -975,27 +983,22 @@ def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
         return ""
     body = "<h3>Verdict: is pretraining worth it?</h3>"
     body += "".join(paragraph(text) for text in verdict_sentences(frame))
-    body += paragraph("Median electrode AUC per feature; for each embedding model the median paired difference to "
-                      "the Laplacian baseline and to the same network with random weights, over the electrodes "
-                      "both scored (n), with the Wilcoxon signed-rank p-value (all columns in the verdict TSV).",
-                      "note")
+    body += paragraph("Electrode rows: median electrode AUC per feature; for each embedding (or fine-tuned) model "
+                      "the median paired difference to the Laplacian baseline and to the same network with random "
+                      "weights, over the electrodes both scored (n electrodes). Population rows: one score per "
+                      "subject (all its electrodes together: concatenated probe, population model, fine-tuned "
+                      "population), paired by subject with the Laplacian concatenated probe, the random control, "
+                      "and the subject's best and median single electrode of the feature read (n subjects; the best "
+                      "electrode is picked on the same held-out AUCs, which favours it). p: Wilcoxon signed-rank "
+                      "(all columns in the verdict TSV).", "note")
     return body + table(compact_verdict(frame))
 
 
 def compact_verdict(frame: pd.DataFrame) -> pd.DataFrame:
     """The verdict as the report shows it: one comparison per cell."""
-    def comparison(row, prefix: str) -> str:
-        if str(row[f"vs_{prefix}"]) in ("n/a", "nan"):
-            return ""
-        p = float(row[f"minus_{prefix}_p"])
-        return (f"{float(row[f'minus_{prefix}_median']):+.3f} (n = {int(row[f'minus_{prefix}_n'])}, "
-                f"p = {p:.2g})" if np.isfinite(p) else f"n = {int(row[f'minus_{prefix}_n'])}: too few")
+    from ..analyses.verdict import report_table
 
-    return pd.DataFrame({
-        "target": frame["target"], "positive class": frame["positive_class"], "feature": frame["feature"],
-        "kind": frame["feature_kind"], "electrodes": frame["n_electrodes"], "median AUC": frame["auc_median"],
-        "minus Laplacian": [comparison(r, "laplacian") for _, r in frame.iterrows()],
-        "minus random weights": [comparison(r, "random") for _, r in frame.iterrows()]})
+    return report_table(frame)
 
 
 def data_efficiency_caption(path: Path) -> str:

@@ -165,6 +165,9 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
             **{c: {"Description": d} for c, d in columns.items()}}
         sidecar.setdefault("Features", {}).update(info)
         written.append(group.write_table(config, path.name, new, sidecar))
+        if name == "summary":      # the verdict reads the summary: rewritten with the rows that joined it
+            base = {k: v for k, v in sidecar.items() if k not in columns and k != "Description"}
+            written += group.write_verdict_table(config, task, new, base)
     return written
 
 
