@@ -12,7 +12,9 @@ from scipy.stats import wilcoxon
 from bids_brainbert.analyses.verdict import verdict, verdict_sentences
 from bids_brainbert.model import BrainBertPretrainModel, ModelConfig
 from bids_brainbert.model.random_weights import random_label, random_weights_model, state_sha256
-from bids_brainbert.training.validation_share import split_by_share
+from bids_brainbert.training.validation_share import (WHOLE, WINDOWS, split_by_share, validation_split,
+                                                      within_tolerance)
+from bids_brainbert.training.windows import SpectrogramWindows
 from bids_brainbert.workflows.analyses import natural_contrast_order
 
 TINY = ModelConfig(n_freqs=8, d_model=16, n_layers=2, n_heads=2, d_ff=32)
@@ -141,11 +143,41 @@ def test_validation_share_stays_near_the_fraction_whatever_the_file_sizes(tmp_pa
         assert val and train and set(train).isdisjoint(val) and set(train) | set(val) == set(files)
         assert 0.0 < share <= 0.15, (seed, share)
         assert files[0] in train
-    # only two recordings, both larger than the bound: the smaller one, and the share reported
+    # only two recordings, both larger than the bound: whole runs give the smaller one, and say the share
     two = [_derivative(tmp_path, "sub-09_run-01", 1000), _derivative(tmp_path, "sub-09_run-02", 3000)]
     train, val, share = split_by_share(two, 0.1, "run", 0, window_s=2.0)
     assert val == [two[0]] and share == pytest.approx(0.25)
     assert split_by_share(two, 0.0, "run", 0, window_s=2.0) == (sorted(two), [], 0.0)
+    # many runs of one size: whole runs are within tolerance, no run is cut
+    many = [_derivative(tmp_path, f"sub-1{i}_run-01", 600) for i in range(10)]
+    split = validation_split(many, 0.1, "run", 0, window_s=2.0)
+    assert split.mode == WHOLE and len(split.val) == 1 and split.share == pytest.approx(0.1)
+    assert not split.train_spans and not split.val_spans
+
+
+@pytest.mark.parametrize("lengths", [(1000, 3000), (4000,), (4000, 900, 1000)])
+def test_few_runs_are_split_by_windows_with_a_gap_and_the_share_near_the_fraction(tmp_path, lengths):
+    """The demo's case (few runs, one long): whole runs give 25 % (or nothing with a single run); blocks of
+    windows at the end of each run give ~10 %, and no training window overlaps or touches a validation window."""
+    files = [_derivative(tmp_path, f"sub-09_run-0{i}", n) for i, n in enumerate(lengths)]
+    split = validation_split(files, 0.1, "run", 0, window_s=2.0)
+    assert split.mode == WINDOWS and split.train == sorted(files) and within_tolerance(split.share, 0.1)
+    assert abs(split.share - 0.1) < abs(split_by_share(files, 0.1, "run", 0, 2.0)[2] - 0.1)
+    train = SpectrogramWindows(split.train, window_s=2.0, spans=split.train_spans)
+    val = SpectrogramWindows(split.val, window_s=2.0, spans=split.val_spans)
+    assert split.share == pytest.approx(len(val) / (len(train) + len(val)))
+    whole = SpectrogramWindows(files, window_s=2.0)
+    for path in files:
+        frames = whole.window_frames
+        mine = [r for r in train.recordings if r.path == path][0].starts
+        held = [r for r in val.recordings if r.path == path][0].starts
+        assert held == tuple(sorted(held)) and max(mine) + 2 * frames <= min(held)   # one window of gap at least
+        everything = [r for r in whole.recordings if r.path == path][0].starts
+        assert set(mine) | set(held) <= set(everything) and len(everything) - len(mine) - len(held) == 1
+        assert list(held) == list(range(min(held), max(held) + 1, frames))           # one contiguous block
+    # a split by subject keeps subjects whole, whatever the share
+    by_subject = validation_split(files, 0.1, "subject", 0, window_s=2.0)
+    assert by_subject.mode == WHOLE and not by_subject.val_spans
 
 
 def test_readout_offset_moves_the_middle_frames_and_finds_a_delayed_response():

@@ -77,8 +77,10 @@ def methods_text(settings: dict[str, Any], versions: dict[str, str], app_version
                    else f"for {steps} of {s['train_steps']} steps (latest checkpoint)") if steps else \
             f"for {s['train_steps']} steps"
         share = (model or {}).get("validation_share")
-        validation = (f"; {100 * share:.0f}% of the windows were held out for validation" if share is not None
-                      else "")
+        within_runs = bool(((model or {}).get("training") or {}).get("val_spans"))
+        validation = (f"; {100 * share:.1f}% of the windows were held out for validation"
+                      + (" as a contiguous block at the end of each run, one window apart from the training windows"
+                         if within_runs else "") if share is not None else "")
         text += [
             "## Representation learning",
             "",

@@ -508,7 +508,8 @@ def _evaluate(model: nn.Module, loader: DataLoader, config: PretrainConfig, devi
 def pretrain(train_paths: Sequence[str | os.PathLike], val_paths: Sequence[str | os.PathLike] | None,
              output_dir: str | os.PathLike, config: PretrainConfig | None = None,
              init_from: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
-             on_step: Callable[[StepInfo], None] | None = None) -> TrainingResult:
+             on_step: Callable[[StepInfo], None] | None = None,
+             spans: tuple[Mapping[str, Sequence], Mapping[str, Sequence]] | None = None) -> TrainingResult:
     """Pretrain a BrainBERT model on spectrogram derivatives; return losses and the final checkpoint.
 
     Parameters
@@ -526,6 +527,8 @@ def pretrain(train_paths: Sequence[str | os.PathLike], val_paths: Sequence[str |
     progress : show a progress bar (rank 0).
     on_step : called with a :class:`StepInfo` after every optimizer step on every rank (an exception raised
         there stops training; the last checkpoint stays resumable).
+    spans : (training, validation) frame ranges per file (see :class:`SpectrogramWindows`), for a validation
+        split by windows within runs (:mod:`.validation_share`); recorded in the checkpoint's training summary.
     """
     config = config or PretrainConfig()
     output_dir = Path(output_dir)
@@ -538,7 +541,7 @@ def pretrain(train_paths: Sequence[str | os.PathLike], val_paths: Sequence[str |
             if device.type == "cuda" else []
         with torch.random.fork_rng(devices=fork_devices):
             result = _pretrain(list(map(Path, train_paths)), [Path(p) for p in (val_paths or [])], output_dir,
-                               config, init_from, resume, progress, on_step, ddp, device, started)
+                               config, init_from, resume, progress, on_step, ddp, device, started, spans)
         finished = True
         return result
     finally:
@@ -555,11 +558,13 @@ def pretrain(train_paths: Sequence[str | os.PathLike], val_paths: Sequence[str |
 def _pretrain(train_paths: list[Path], val_paths: list[Path], output_dir: Path, config: PretrainConfig,
               init_from: str | os.PathLike | None, resume: bool, progress: bool,
               on_step: Callable[[StepInfo], None] | None, ddp: _Dist, device: torch.device,
-              started: float) -> TrainingResult:
+              started: float, spans: tuple[Mapping[str, Sequence], Mapping[str, Sequence]] | None = None
+              ) -> TrainingResult:
     window_kwargs = {"window_s": config.window_s, "stride_s": config.stride_s, "skip_edges": config.skip_edges,
                      "normalize": config.normalize, "eps": config.norm_eps}
-    train_set = SpectrogramWindows(train_paths, **window_kwargs)
-    val_set = SpectrogramWindows(val_paths, **window_kwargs) if val_paths else None
+    train_spans, val_spans = spans or ({}, {})
+    train_set = SpectrogramWindows(train_paths, **window_kwargs, spans=train_spans)
+    val_set = SpectrogramWindows(val_paths, **window_kwargs, spans=val_spans) if val_paths else None
     if val_set is not None and len(val_set) == 0:
         val_set = None
 
@@ -648,6 +653,9 @@ def _pretrain(train_paths: list[Path], val_paths: list[Path], output_dir: Path, 
         "total_steps": config.steps, "precision": precision, "precision_requested": config.precision,
         "initialised_from": None if init_from is None else str(init_from),
     }
+    if spans:                  # a validation split by windows within runs: which frames each side used
+        summary.update({"train_spans": {str(k): [list(v) for v in s] for k, s in train_spans.items()},
+                        "val_spans": {str(k): [list(v) for v in s] for k, s in val_spans.items()}})
 
     def save(step: int) -> Path:
         return _save_training_checkpoint(output_dir, model, model_config, optimizer, config, step, history,

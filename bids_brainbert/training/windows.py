@@ -19,7 +19,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -99,10 +99,13 @@ class SpectrogramWindows(Dataset):
     normalize : z-score each frequency over time within the window (BrainBERT's normalisation).
     eps : relative floor added to each standard deviation (see :func:`zscore_frequencies`), so flat (e.g. dead)
         channels give zeros, not NaN.
+    spans : per file, the frame ranges ``[first, stop)`` its windows must lie in (a validation block within a
+        run, and the training parts around it); files not listed use all their frames.
     """
 
     def __init__(self, paths: Iterable[str | os.PathLike], window_s: float = 5.0, stride_s: float | None = None,
-                 skip_edges: bool = True, normalize: bool = True, eps: float = 1e-6):
+                 skip_edges: bool = True, normalize: bool = True, eps: float = 1e-6,
+                 spans: Mapping[str, Sequence[Sequence[int]]] | None = None):
         if window_s <= 0 or (stride_s is not None and stride_s <= 0):
             raise UsageError(f"window_s and stride_s must be positive, got {window_s!r}, {stride_s!r}")
         self.window_s = float(window_s)
@@ -110,6 +113,8 @@ class SpectrogramWindows(Dataset):
         self.skip_edges = skip_edges
         self.normalize = normalize
         self.eps = float(eps)
+        self.spans = {str(Path(k)): [tuple(int(v) for v in span) for span in spans_of]
+                      for k, spans_of in (spans or {}).items()}
         self.recordings: list[WindowedRecording] = []
         self.window_frames: int | None = None
         self.n_freqs: int | None = None
@@ -151,6 +156,8 @@ class SpectrogramWindows(Dataset):
         edge = int(sidecar.get("EdgeFrames", 0) or 0) if self.skip_edges else 0
         first, stop = edge, n_frames - edge
         starts = tuple(range(first, stop - window + 1, stride)) if stop - first >= window else ()
+        if str(path) in self.spans:         # the file's window grid, kept where a window lies wholly in a span
+            starts = tuple(f for f in starts if any(a <= f and f + window <= b for a, b in self.spans[str(path)]))
         return WindowedRecording(path, n_channels, n_frames, n_freqs, rate, edge, starts)
 
     def __len__(self) -> int:

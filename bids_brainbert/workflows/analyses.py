@@ -1053,9 +1053,12 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
                     f"{record['steps_trained']} of {training.get('total_steps', 'n/a')} steps, batch "
                     f"{training.get('batch_size', 'n/a')}; {training.get('n_train_windows', 0)} training and "
                     f"{training.get('n_val_windows', 0)} validation windows (validation share "
-                    + (f"{100 * share:.0f}%" if share is not None else "n/a") + f" of the windows, "
-                    f"{len(training.get('val_files', []))} of "
-                    f"{len(training.get('train_files', [])) + len(training.get('val_files', []))} recordings).",
+                    + (f"{100 * share:.1f}%" if share is not None else "n/a") + " of the windows, " + (
+                        f"a block at the end of each of {len(training['val_spans'])} recordings, one window apart "
+                        "from the training windows: whole recordings could not give a share near "
+                        "--validation-fraction)." if training.get("val_spans") else
+                        f"{len(training.get('val_files', []))} of "
+                        f"{len(training.get('train_files', [])) + len(training.get('val_files', []))} recordings)."),
                     "note")
     sections.append(Section("Pretraining", loss_body or paragraph("No model has been pretrained in this output "
                                                                   "directory.", "note")))

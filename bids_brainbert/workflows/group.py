@@ -16,7 +16,7 @@ from ..config import RunConfig
 from ..errors import BidsBrainbertError, RecordingError, UsageError
 from ..model import weights_sha256
 from ..training import PretrainConfig, pretrain
-from ..training.validation_share import split_by_share
+from ..training.validation_share import WINDOWS, validation_split, within_tolerance
 from .embeddings import ModelSource, group_model_root, write_embeddings
 from .participant import RecordingOutcome, spectrogram_paths_for
 from .pretrain_clock import PretrainingClock, warn_if_long_on_cpu
@@ -66,16 +66,19 @@ def run_group_level(config: RunConfig, recordings: list[Recording]) -> list[Reco
 
 def pretrain_and_embed(config: RunConfig, recordings: list[Recording]) -> list[RecordingOutcome] | None:
     paths, pool = training_files(config, recordings)
-    train, val, share = split_by_share(pool, config.validation_fraction, config.validation_split,
-                                       config.random_seed, config.train_window_s)
-    if share > config.validation_fraction * 2:
-        LOGGER.warning("validation holds %.0f%% of the training windows (--validation-fraction %g): even the "
-                       "smallest %s is that large", 100 * share, config.validation_fraction, config.validation_split)
-    LOGGER.info("pretraining a %s model on %d recording(s), validating on %d (%.0f%% of the windows), %d steps",
-                config.model_size, len(train), len(val), 100 * share, config.train_steps)
+    split = validation_split(pool, config.validation_fraction, config.validation_split, config.random_seed,
+                             config.train_window_s)
+    train, val, share = split.train, split.val, split.share
+    if config.validation_fraction > 0 and not within_tolerance(share, config.validation_fraction):
+        LOGGER.warning("validation holds %.0f%% of the training windows (--validation-fraction %g): no split by "
+                       "whole %s (or by windows within runs) comes closer", 100 * share, config.validation_fraction,
+                       config.validation_split)
+    LOGGER.info("pretraining a %s model on %d recording(s), validating on %d (%.1f%% of the windows, split by %s), "
+                "%d steps", config.model_size, len(train), len(val), 100 * share, split.mode, config.train_steps)
     warn_if_long_on_cpu(config)
     result = pretrain(train, val, group_model_root(config), pretraining_config(config), init_from=config.init_model,
-                      resume=True, progress=True, on_step=PretrainingClock(config.train_steps, config.device))
+                      resume=True, progress=True, on_step=PretrainingClock(config.train_steps, config.device),
+                      spans=(split.train_spans, split.val_spans) if split.mode == WINDOWS else None)
     if result.rank != 0:
         return None
     LOGGER.info("model written to %s (final training loss %.4f)", result.checkpoint_dir,
