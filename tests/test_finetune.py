@@ -12,14 +12,14 @@ import torch
 
 from bids_brainbert.analyses.cross_validation import leakage_free_folds
 from bids_brainbert.analyses.decoding import DecodingParams, decode
-from bids_brainbert.analyses.finetune import FinetuneParams, finetune_decode
+from bids_brainbert.analyses.finetune import FinetuneModel, FinetuneParams, finetune_decode
 from bids_brainbert.embedding import EmbeddingParams, embed_windows
 from bids_brainbert.model import ModelConfig
 from bids_brainbert.model.encoder import build_model
 
 N, FRAMES, FREQS = 120, 24, 8
 TINY = ModelConfig(n_freqs=FREQS, d_model=16, n_layers=2, n_heads=2, d_ff=32, dropout=0.0, max_frames=64)
-PARAMS = FinetuneParams(top_layers=None, max_epochs=25, patience=6, lr=3e-3, batch_size=16)
+PARAMS = FinetuneParams(top_layers=None, max_epochs=25, patience=6, lr=3e-3, batch_size=16, n_permutations=0)
 
 
 @pytest.fixture(autouse=True)
@@ -48,12 +48,14 @@ def encoder():
 
 def test_finetuning_never_sees_a_test_window():
     x, y, starts, stops, runs = simulated_windows(1)
-    result = finetune_decode(x, y, starts, stops, runs, encoder, FinetuneParams(max_epochs=2, batch_size=16))
+    result = finetune_decode(x, y, starts, stops, runs, encoder, FinetuneParams(max_epochs=2, batch_size=16,
+                                                                                n_permutations=2))
     folds, _ = leakage_free_folds(starts, stops, runs, n_folds=5)
     assert [f.test.tolist() for f in result.folds] == [f.test.tolist() for f in folds], "the probes' outer folds"
     for fold in result.folds:
-        assert len(fold.seen) and len(fold.validation)
+        assert len(fold.seen) and len(fold.validation) and len(fold.null_seen) and len(fold.null_aucs) == 2
         assert not set(fold.seen) & set(fold.test.tolist())
+        assert not set(fold.null_seen.tolist()) & set(fold.test.tolist()), "the permuted refits neither"
         assert set(fold.seen) <= set(fold.train.tolist()) | set(fold.validation.tolist())
         # nothing the model ran on overlaps a test window in time, nor does the validation block the fitted part
         for used, held in ((fold.seen, fold.test), (fold.train, fold.validation)):
@@ -103,3 +105,44 @@ def test_group_level_finetune_writes_its_rows_on_the_probes_folds(demo_derivativ
     summary = pd.read_csv(copy / "task-listening_desc-decoding_summary.tsv", sep="\t", keep_default_na=False)
     assert set(summary.loc[summary["feature"] == "brainbertFinetuned", "p_value"]) == {"n/a"}
     assert "brainbertFinetuned" in (copy / "group_ieeg.html").read_text()
+
+
+def test_refitted_permutation_null_puts_a_real_effect_above_every_permutation():
+    """A pattern one epoch learns: every permutation's refitted fold-mean AUC is below the observed one, so p is
+    the smallest the permutations allow; the null and p are the ones its fold AUCs give."""
+    x, y, starts, stops, runs = simulated_windows(4, n_runs=2)
+    x[:, 7:17, 2:5] += 1.5 * np.where(y == 1, 1.0, -1.0)[:, None, None]      # a plain shift: quick to learn
+    params = FinetuneParams(top_layers=None, max_epochs=2, patience=2, lr=3e-3, batch_size=16, n_permutations=3)
+    result = finetune_decode(x, y, starts, stops, runs, encoder, params, n_folds=2, seed=1)
+    assert result.scheme == "run" and len(result.null) == 3
+    per_fold = np.stack([f.null_aucs for f in result.folds])
+    np.testing.assert_allclose(result.null, np.nanmean(per_fold, axis=0))
+    assert result.auc_mean > 0.9 and result.null.max() < result.auc_mean - 0.2, (result.auc_mean, result.null)
+    assert result.p_value == pytest.approx(1 / 4) and result.chance_mean == pytest.approx(result.null.mean())
+    assert result.chance_low <= result.chance_mean <= result.chance_high
+    no_null = finetune_decode(x, y, starts, stops, runs, encoder, FinetuneParams(
+        top_layers=None, max_epochs=2, patience=2, lr=3e-3, batch_size=16, n_permutations=0), n_folds=2, seed=1)
+    assert no_null.auc_mean == pytest.approx(result.auc_mean) and np.isnan(no_null.p_value)   # same observed fits
+
+
+def test_population_finetuning_reads_every_electrode_with_one_head_and_never_a_test_window():
+    """Three electrodes, the pattern on the third only: one encoder and one head over all three find it."""
+    x, y, starts, stops, runs = simulated_windows(5)
+    rng = np.random.default_rng(6)
+    noise = rng.standard_normal((2,) + x.shape).astype(np.float32)
+    x[:, 7:17, 2:5] += 1.5 * np.where(y == 1, 1.0, -1.0)[:, None, None]
+    population = np.stack([noise[0], noise[1], x], axis=1)                    # (N, 3 electrodes, frames, freqs)
+    params = FinetuneParams(top_layers=None, max_epochs=3, patience=3, lr=3e-3, batch_size=16, n_permutations=1)
+    result = finetune_decode(population, y, starts, stops, runs, encoder, params, n_folds=3, seed=2)
+    folds, _ = leakage_free_folds(starts, stops, runs, n_folds=3)
+    assert [f.test.tolist() for f in result.folds] == [f.test.tolist() for f in folds]
+    for fold in result.folds:
+        used = set(fold.seen.tolist()) | set(fold.null_seen.tolist())
+        assert used and not used & set(fold.test.tolist())
+        overlap = (stops[fold.seen][:, None] > starts[fold.test][None, :]) & (
+            starts[fold.seen][:, None] < stops[fold.test][None, :])
+        assert not overlap.any()
+    assert result.auc_mean > 0.85, result.auc_mean
+    model = FinetuneModel(encoder(), params, n_electrodes=3)
+    assert model.head.in_features == 3 * TINY.d_model
+    assert model(torch.from_numpy(population[:4])).shape == (4,)
