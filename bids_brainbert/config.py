@@ -120,6 +120,7 @@ class RunConfig:
     finetune_layers: int = 1                                      # top encoder layers fine-tuned; 0 = all
     finetune_epochs: int = 10
     finetune_electrodes: list[str] = field(default_factory=list)  # empty = every electrode
+    finetune_permutations: int = 9                                # refitted null: each one a whole fine-tuning
     dimensionality_examples: int = 500
     dimensionality_threshold: float = 0.95
     atlas: Path | None = None

@@ -6,6 +6,8 @@ frames (a band rises then falls for one class, falls then rises for the other): 
 the middle frames keeps little of it, a fine-tuned one can learn to.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -92,19 +94,41 @@ def test_group_level_finetune_writes_its_rows_on_the_probes_folds(demo_derivativ
     assert main(common + ["--analysis", "decoding", "--decoding-features", "embeddings"]) == 0
     channels = pd.read_csv(next(copy.glob("sub-03/**/*_desc-superlet_channels.tsv")), sep="\t")
     chosen = channels["name"].astype(str).tolist()[:2]
-    assert main(common + ["--analysis", "finetune", "--finetune-epochs", "2", "--finetune-electrodes", *chosen]) == 0
+    assert main(common + ["--analysis", "finetune", "--finetune-epochs", "2", "--finetune-electrodes", *chosen,
+                          "--finetune-permutations", "1"]) == 0
     scores = pd.read_csv(copy / "task-listening_desc-decoding_scores.tsv", sep="\t", dtype={"subject": str},
                          keep_default_na=False)
     tuned = scores[scores["feature"] == "brainbertFinetuned"]
-    assert sorted(set(tuned["electrode"])) == sorted(chosen) and tuned["auc"].astype(float).between(0, 1).all()
+    assert sorted(set(tuned["electrode"])) == sorted(chosen + ["n/a"]) and tuned["auc"].astype(float).between(0, 1).all()
+    # the population variant: both electrodes together, one probe per subject, on the same folds
+    together = tuned[tuned["probe"] == "population"]
+    assert set(together["electrode"]) == {"n/a"} and set(together["subject"]) == {"03"}
+    frozen_population = scores[(scores["feature"] == "brainbert") & (scores["probe"] == "population")]
+    assert (together[["fold", "n_test"]].values.tolist() == frozen_population[["fold", "n_test"]].values.tolist())
+    tuned = tuned[tuned["probe"] == "electrode"]
     for name in chosen:
         frozen = scores[(scores["feature"] == "brainbert") & (scores["electrode"] == name)]
         mine = tuned[tuned["electrode"] == name]
         assert (mine[["fold", "n_train", "n_test"]].values.tolist()
                 == frozen[["fold", "n_train", "n_test"]].values.tolist())
     summary = pd.read_csv(copy / "task-listening_desc-decoding_summary.tsv", sep="\t", keep_default_na=False)
-    assert set(summary.loc[summary["feature"] == "brainbertFinetuned", "p_value"]) == {"n/a"}
-    assert "brainbertFinetuned" in (copy / "group_ieeg.html").read_text()
+    mine = summary[summary["feature"] == "brainbertFinetuned"]
+    assert len(mine) == 3 and set(mine["p_value"].astype(float)) <= {0.5, 1.0}     # (1 + #null >= obs) / (1 + 1)
+    assert mine["chance_auc"].astype(float).between(0, 1).all()
+    sidecar = json.loads((copy / "task-listening_desc-decoding_summary.json").read_text())
+    assert sidecar["Features"]["brainbertFinetuned"]["FineTuning"]["n_permutations"] == 1
+    # the verdict is rewritten with the fine-tuned rows: per electrode and, per subject, the population variant
+    verdict = pd.read_csv(copy / "task-listening_desc-verdict_summary.tsv", sep="\t", keep_default_na=False,
+                          na_values=["n/a"])
+    rows = verdict[verdict["feature"] == "brainbertFinetuned"].set_index("level")
+    assert rows.loc["electrode", "n_electrodes"] == 2 and rows.loc["population", "n_subjects"] == 1
+    assert rows.loc["population", "vs_electrodes"] == "brainbertFinetuned"
+    assert rows.loc["population", "minus_best_electrode_n"] == 1
+    html = (copy / "group_ieeg.html").read_text()
+    assert "Fine-tuning, task listening" in html and "1 permutation(s)" in html
+    section = html[html.index("Fine-tuning, task listening"):]
+    for p in mine["p_value"].astype(float):
+        assert f"<td>{p:.3f}</td>" in section
 
 
 def test_refitted_permutation_null_puts_a_real_effect_above_every_permutation():

@@ -154,7 +154,8 @@ def verdict(summary: pd.DataFrame) -> pd.DataFrame:
                 else:
                     row.update({**_no_comparison("best_electrode"), **_no_comparison("median_electrode")})
                 rows.append(row)
-    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+    table = pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+    return table.astype({"n_electrodes": "Int64"})          # an integer count, n/a on population rows
 
 
 def compared(value) -> bool:

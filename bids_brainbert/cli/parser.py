@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="--analysis finetune: most epochs per fold, early-stopped on an inner split (10)")
     ana.add_argument("--finetune-electrodes", nargs="+", metavar="NAME",
                      help="--analysis finetune: electrodes fine-tuned (all)")
+    ana.add_argument("--finetune-permutations", type=_non_negative_int, metavar="N",
+                     help="--analysis finetune: label permutations of the refitted null, each refitting every "
+                          "fold's fine-tuning (9: cost x10, smallest p 0.1; 0 = no null)")
     ana.add_argument("--dimensionality-examples", type=_positive_int, metavar="N",
                      help="windows per electrode for PCA (500, as BrainBERT)")
     ana.add_argument("--dimensionality-threshold", type=_fraction, metavar="F",

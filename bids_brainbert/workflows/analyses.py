@@ -1105,6 +1105,9 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
         from .population import report_section as population_section      # workflows/population.py
         if (population := population_section(config, task)) is not None:
             sections.append(population)
+        from .finetune import report_section as finetune_section          # workflows/finetune.py
+        if (finetuned := finetune_section(config, task)) is not None:
+            sections.append(finetuned)
         regions = _read_tsv(root_path(config, f"task-{task}_desc-dimensionality_regions.tsv"))
         if regions is not None and len(regions):
             sections.append(Section(f"Intrinsic dimensionality, task {task}",

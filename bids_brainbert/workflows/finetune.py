@@ -1,10 +1,11 @@
-"""Group level ``--analysis finetune`` (not part of ``all``: it trains the encoder once per electrode, target and
-fold): supervised fine-tuning (:mod:`bids_brainbert.analyses.finetune`) of the group model (or ``--model``) per
-electrode, on the event windows of its spectrogram derivative, inside the probes' outer folds.
+"""Group level ``--analysis finetune`` (not part of ``all``: it trains the encoder once per electrode, target,
+fold and permutation): supervised fine-tuning (:mod:`bids_brainbert.analyses.finetune`) of the group model (or
+``--model``) per electrode, and once more per subject over all its chosen electrodes together (the population
+variant), on the event windows of its spectrogram derivative, inside the probes' outer folds.
 
 The rows join ``<task>_desc-decoding_scores.tsv`` / ``_summary.tsv`` as feature ``<label>Finetuned`` (probe
-``electrode``); their chance columns are n/a (no permutation null: see the analysis module). Rerunning replaces
-those rows only.
+``electrode``, and probe ``population`` for the population variant), with the refitted permutation null of
+``--finetune-permutations`` in the chance columns. Rerunning replaces those rows only.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ LOGGER = logging.getLogger("bids_brainbert")
 def finetune_params(config: RunConfig) -> FinetuneParams:
     return FinetuneParams(top_layers=config.finetune_layers or None, max_epochs=config.finetune_epochs,
                           layer=config.embedding_layer, pooling=config.embedding_pooling,
-                          middle_frames=config.embedding_middle_frames)
+                          middle_frames=config.embedding_middle_frames,
+                          n_permutations=config.finetune_permutations,
+                          permutation=config.decoding_permutation_scheme)
 
 
 def subject_windows(config: RunConfig, recordings) -> tuple[dict[str, np.ndarray], list, list, list, list]:
@@ -79,7 +82,12 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
                       "FineTuning": params.to_dict(), "WindowS": config.decoding_window_s,
                       "Readout": "encoder (top FineTuning.top_layers layers, or all) and a linear head trained per "
                                  "electrode and outer fold (fresh copy of the model each fold), early stopping on "
-                                 "the inner-validation AUC; no permutation null"}}
+                                 "the inner-validation AUC; probe population: one encoder over all the subject's "
+                                 "fine-tuned electrodes and one head on their pooled states side by side",
+                      "PermutationNull": f"{params.n_permutations} permutation(s) ({params.permutation} within each "
+                                         "run), every fold's fine-tuning refitted for each; smallest attainable p "
+                                         f"{1 / (1 + params.n_permutations):.3g}" if params.n_permutations else
+                                         "none (--finetune-permutations 0)"}}
     written: list[Path] = []
     for task, task_recordings in group.by_task(recordings).items():
         tables = {group.events_path(r): e for r in task_recordings if (e := read_events(r)) is not None}
@@ -99,15 +107,20 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
                 y = (values[mask] == positive).astype(int)
                 if len(np.unique(y)) < 2:
                     continue
-                for name in chosen:
-                    result = finetune_decode(windows[name][mask], y, starts[mask], stops[mask], runs[mask],
+                # every chosen electrode alone, then (two or more) all of them together
+                inputs = [(name, windows[name][mask]) for name in chosen]
+                if len(chosen) >= 2:
+                    inputs.append((None, np.stack([windows[name][mask] for name in chosen], axis=1)))
+                for name, x in inputs:
+                    result = finetune_decode(x, y, starts[mask], stops[mask], runs[mask],
                                              lambda: load_checkpoint(source.path)[0], params,
                                              n_folds=config.decoding_folds, seed=config.random_seed)
                     if not result.folds:
                         continue
                     ident = {"subject": subject, "target": target, "positive_class": positive, "feature": feature,
-                             "feature_kind": "finetuned",
-                             "in_pretraining": "n/a", "probe": "electrode", "electrode": name, "region": "n/a"}
+                             "feature_kind": "finetuned", "in_pretraining": "n/a",
+                             "probe": "electrode" if name else "population", "electrode": name or "n/a",
+                             "region": "n/a"}
                     for fold in result.folds:
                         score_rows.append({**ident, "fold": fold.fold, "cv_scheme": result.scheme,
                                            "n_train": len(fold.train) + len(fold.validation),
@@ -115,10 +128,47 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
                                            "auc": round(fold.auc, 6)})
                     summary_rows.append({**ident, "cv_scheme": result.scheme, "n_folds": len(result.folds),
                                          "n_examples": int(mask.sum()), "auc_mean": result.auc_mean,
-                                         "auc_sd": result.auc_sd, "chance_auc": float("nan"),
-                                         "chance_low": float("nan"), "chance_high": float("nan"),
-                                         "p_value": float("nan")})
-                    LOGGER.info("sub-%s %s %s fine-tuned: AUC %.3f", subject, target, name, result.auc_mean)
+                                         "auc_sd": result.auc_sd, "chance_auc": result.chance_mean,
+                                         "chance_low": result.chance_low, "chance_high": result.chance_high,
+                                         "p_value": result.p_value})
+                    LOGGER.info("sub-%s %s %s fine-tuned: AUC %.3f (permutation p %.3g)", subject, target,
+                                name or f"all {len(chosen)} electrodes", result.auc_mean, result.p_value)
         if summary_rows:
             written += _merge_into_decoding_tables(config, task, score_rows, summary_rows, info)
     return written
+
+
+def report_section(config: RunConfig, task: str):
+    """The group report's section on fine-tuning: AUC, chance band and permutation p per electrode and per
+    subject (population variant) beside the frozen probe of the same model; None when it has not run for ``task``."""
+    from ..reports.html import Section, paragraph, table
+
+    summary = group._read_tsv(group.root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+    if summary is None:
+        return None
+    summary = summary.assign(electrode=summary["electrode"].fillna("n/a"))      # population rows: n/a
+    mine = summary[summary["feature_kind"].astype(str) == "finetuned"]
+    if mine.empty:
+        return None
+    features = deriv.read_json(group.root_path(config, f"task-{task}_desc-decoding_summary.json")).get("Features", {})
+    notes = []
+    rows = []
+    for feature, own in mine.groupby("feature", sort=False):
+        details = features.get(feature, {})
+        label = details.get("ModelLabel")
+        notes.append(f"{feature}: {details.get('PermutationNull', 'permutation null not recorded')}.")
+        frozen = summary[summary["feature"] == label].set_index(["subject", "target", "probe", "electrode"])
+        for _, row in own.iterrows():
+            key = (row["subject"], row["target"], row["probe"], row["electrode"])
+            rows.append({"subject": row["subject"], "target": row["target"], "probe": row["probe"],
+                         "electrode": row["electrode"], "feature": feature, "auc_mean": row["auc_mean"],
+                         "chance_high": row["chance_high"], "p_value": row["p_value"],
+                         f"frozen AUC ({label})": frozen["auc_mean"].get(key, float("nan"))})
+    body = paragraph(
+        "Supervised fine-tuning of the encoder with a linear head inside the probes' outer folds (a fresh copy of "
+        "the model per fold; early stopping on an inner split; no test window is ever trained on). Probe "
+        "population: one encoder over all of the subject's fine-tuned electrodes, one head on their states side by "
+        "side. Chance: refitted permutation null (labels permuted within runs, every fold's fine-tuning refitted "
+        "per permutation). " + " ".join(notes), "note")
+    body += table(pd.DataFrame(rows).sort_values(["subject", "target", "probe", "electrode"]))
+    return Section(f"Fine-tuning, task {task}", body)      # render() escapes titles, table() cells
