@@ -156,6 +156,9 @@ def check_random_weights_control_and_verdict(out):
                           na_values=["n/a"])
     sidecar = json.loads((out / "task-listening_desc-verdict_summary.json").read_text())
     assert all(sidecar[c]["Description"] for c in verdict.columns)
+    assert set(verdict["level"]) == {"electrode", "population"}
+    check_population_rows_of_the_verdict(out, verdict[verdict["level"] == "population"], label)
+    verdict = verdict[verdict["level"] == "electrode"]
     # the verdict's numbers are the scores TSV's
     for _, row in verdict.iterrows():
         aucs = per_electrode.loc[row["feature"]]
@@ -178,6 +181,36 @@ def check_random_weights_control_and_verdict(out):
         assert abs(emb[f"minus_{prefix}_p"] - wilcoxon(exact_diff).pvalue) < 1e-9
     text = (out / "group_ieeg.html").read_text()
     assert "Verdict" in text and ("beats" in text or "do not differ" in text)
+
+
+def check_population_rows_of_the_verdict(out, rows, label):
+    """One score per subject: the population model and the concatenated probes, paired by subject with the
+    Laplacian concatenated probe and with each subject's best and median single electrode (from the summary)."""
+    summary = pd.read_csv(out / "task-listening_desc-decoding_summary.tsv", sep="\t", dtype={"subject": str},
+                          keep_default_na=False)
+    population = summary[summary["probe"] == "population"].set_index(["feature", "subject"])["auc_mean"]
+    electrodes = summary[summary["probe"] == "electrode"]
+    model = f"population{label[:1].upper()}{label[1:]}"
+    rows = rows.set_index("feature")
+    assert {model, label, f"{label}Random", "laplacianSuperlet"} <= set(rows.index)
+    for feature, row in rows.iterrows():
+        assert row["n_subjects"] == len(population.loc[feature]) and np.isnan(row["n_electrodes"])
+        assert abs(row["auc_median"] - population.loc[feature].median()) < 1e-9, feature
+    mine = rows.loc[model]
+    diff = population.loc[model] - population.loc["laplacianSuperlet"]
+    assert mine["vs_laplacian"] == "laplacianSuperlet" and mine["minus_laplacian_n"] == len(diff) == 3
+    assert abs(mine["minus_laplacian_median"] - diff.median()) < 1e-9
+    assert abs(mine["minus_laplacian_p"] - wilcoxon(diff.to_numpy()).pvalue) < 1e-9
+    singles = electrodes[electrodes["feature"] == label].groupby("subject")["auc_mean"]
+    assert mine["vs_electrodes"] == label and mine["minus_best_electrode_n"] == 3
+    assert abs(mine["minus_best_electrode_median"] - (population.loc[model] - singles.max()).median()) < 1e-9
+    assert abs(mine["minus_median_electrode_median"] - (population.loc[model] - singles.median()).median()) < 1e-9
+    concatenated = rows.loc[label]
+    assert concatenated["vs_random"] == f"{label}Random" and concatenated["minus_random_n"] == 3
+    text = (out / "group_ieeg.html").read_text()
+    verdict_part = text[text.index("Verdict"):text.index("Electrode probes by feature")]
+    assert "population level (one score per subject" in verdict_part and model in verdict_part
+    assert "minus best electrode" in verdict_part and "3 subjects" in verdict_part
 
 
 def check_honest_report_contents(out):
@@ -207,6 +240,12 @@ def check_honest_report_contents(out):
     assert "positive class: speech" in text and "readout offset" in text
     assert "why this many electrodes" in text and "Sizes that fitted and were used" in text
     assert "validation share" in text
+    # few training runs of unequal length (whole runs: 23 %): blocks of windows within runs, the share near 10 %
+    config = json.loads(next((out / "models" / "desc-brainbertHoldout03" / "checkpoints").glob("step-*/config.json"))
+                        .read_text())["training"]
+    share = config["n_val_windows"] / (config["n_train_windows"] + config["n_val_windows"])
+    assert 0.075 <= share <= 0.125 and set(config["val_spans"]) == set(config["train_files"]), share
+    assert f"validation share {100 * share:.1f}%" in text and "a block at the end of each of 3 recordings" in text
     report = (out / "sub-02.html").read_text()
     assert "most responsive" in report
 
