@@ -5,6 +5,7 @@ reference run of related work in the same process.
   128 electrodes; reference: one frozen forward pass over the same windows (the readout's cost);
 * fine-tuning the small encoder (5 s windows, 205 frames x 40 frequencies): seconds per training epoch of 80
   windows with the top layer or all layers trained; reference: embedding the same 80 windows with the frozen model.
+  The permutation null multiplies it by 1 + --finetune-permutations (every permutation refits every fold).
 
 Run: python benchmarks/population_finetune.py [--threads N]
 """
@@ -57,9 +58,11 @@ def finetune(rng: np.random.Generator) -> None:
                  set())
 
         seconds = best_time(epoch)
+        null = FinetuneParams().n_permutations
         print(f"fine-tuning small, {'all' if layers is None else f'top {layers}'} layer(s): {seconds:.2f} s per epoch "
               f"of {WINDOWS} windows ({seconds / frozen:.1f}x embedding them frozen, {frozen:.2f} s); per electrode "
-              f"with 100 events, 5 folds, 10 epochs: ~{seconds * 10 * 5:.0f} s")
+              f"with 100 events, 5 folds, 10 epochs: ~{seconds * 10 * 5:.0f} s, with the default {null}-permutation "
+              f"refitted null (x{1 + null}): ~{seconds * 10 * 5 * (1 + null):.0f} s")
 
 
 def main() -> None:
