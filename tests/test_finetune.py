@@ -129,6 +129,10 @@ def test_group_level_finetune_writes_its_rows_on_the_probes_folds(demo_derivativ
     section = html[html.index("Fine-tuning, task listening"):]
     for p in mine["p_value"].astype(float):
         assert f"<td>{p:.3f}</td>" in section
+    from test_reports import rendered_image_widths      # the report opens in headless Chromium, figures decoded
+
+    widths = rendered_image_widths(copy / "group_ieeg.html", tmp_path)
+    assert widths and min(widths) > 0
 
 
 def test_refitted_permutation_null_puts_a_real_effect_above_every_permutation():
