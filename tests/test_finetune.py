@@ -99,7 +99,8 @@ def test_group_level_finetune_writes_its_rows_on_the_probes_folds(demo_derivativ
     scores = pd.read_csv(copy / "task-listening_desc-decoding_scores.tsv", sep="\t", dtype={"subject": str},
                          keep_default_na=False)
     tuned = scores[scores["feature"] == "brainbertFinetuned"]
-    assert sorted(set(tuned["electrode"])) == sorted(chosen + ["n/a"]) and tuned["auc"].astype(float).between(0, 1).all()
+    assert sorted(set(tuned["electrode"])) == sorted(chosen + ["n/a"])
+    assert tuned["auc"].astype(float).between(0, 1).all()
     # the population variant: both electrodes together, one probe per subject, on the same folds
     together = tuned[tuned["probe"] == "population"]
     assert set(together["electrode"]) == {"n/a"} and set(together["subject"]) == {"03"}

@@ -163,6 +163,11 @@ def compared(value) -> bool:
     return isinstance(value, str) and value not in ("n/a", "nan", "")
 
 
+def _compared_with(row: pd.Series, prefix: str):
+    """The vs_* cell of a comparison (n/a in a table written before it existed)."""
+    return row.get("vs_electrodes" if prefix.endswith("electrode") else f"vs_{prefix}", "n/a")
+
+
 def _outcome(feature: str, other: str, median: float, n: int, p: float, unit: str = "electrodes") -> str:
     if n < 2 or not np.isfinite(p):
         return f"{feature} vs {other}: too few paired {unit} ({n}) to compare."
@@ -194,7 +199,7 @@ def verdict_sentences(table: pd.DataFrame) -> list[str]:
         unit = "subjects" if level == "population" else "electrodes"
         for _, row in rows[rows["feature_kind"].astype(str).isin(COMPARED_KINDS)].iterrows():
             for prefix in COMPARISONS:
-                other = row["vs_electrodes"] if prefix.endswith("electrode") else row[f"vs_{prefix}"]
+                other = _compared_with(row, prefix)
                 if not compared(other):
                     continue
                 if prefix.endswith("electrode"):
@@ -210,7 +215,7 @@ def report_table(frame: pd.DataFrame) -> pd.DataFrame:
     levels = _level_of(frame)
 
     def comparison(row, level: str, prefix: str) -> str:
-        other = row["vs_electrodes"] if prefix.endswith("electrode") else row[f"vs_{prefix}"]
+        other = _compared_with(row, prefix)
         if not compared(other):
             return ""
         unit = "subjects" if level == "population" else "electrodes"
