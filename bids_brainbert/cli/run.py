@@ -171,6 +171,7 @@ def resolve(config: RunConfig) -> RunConfig:
         # a model pretrained without some subjects must not overwrite (or be mistaken for) the full one
         resolved = replace(resolved, model_label=RunConfig.model_label + "Holdout" +
                            "".join(resolved.holdout_participant_label))
+    resolved.check_step_params()   # cross-option checks (--stft-noverlap < --stft-nperseg), once, before any work
     return resolved
 
 

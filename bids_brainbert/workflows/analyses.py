@@ -272,7 +272,8 @@ def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.
         if not wanted & set(names):
             continue
         try:
-            signal, sfreq, channels, _ = preprocess(loaded, replace(config, reference=scheme), recording)
+            signal, sfreq, channels, _ = preprocess(loaded, replace(config.preprocessing_params(), reference=scheme),
+                                                    recording)
         except RecordingError as exc:          # e.g. no shaft with neighbours for the Laplacian
             LOGGER.warning("%s", exc)
             continue
@@ -286,7 +287,8 @@ def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.
                 yield "voltage", voltage_features(signal, sfreq, onsets - window / 2, window), ch_names, channels
                 continue
             kind = config.spectrogram if name == "laplacian" else name
-            front_end = spectrogram_front_end(replace(config, spectrogram=kind), sfreq, str(recording.path))
+            front_end = spectrogram_front_end(replace(config.spectrogram_params(), kind=kind), sfreq,
+                                              str(recording.path))
             feature = f"laplacian{kind.capitalize()}" if name == "laplacian" else kind
             info.setdefault(feature, {
                 "Kind": "baseline", "Reference": scheme, "Transform": {"Kind": kind, **front_end.params},

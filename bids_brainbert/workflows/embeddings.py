@@ -27,6 +27,7 @@ from .. import __version__
 from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig
+from ..params import EmbeddingSettings
 from ..embedding import EmbeddingParams, event_locked_embeddings, windowed_embeddings
 from ..errors import CheckpointError, RecordingError, UsageError
 from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
@@ -70,12 +71,12 @@ def find_model(config: RunConfig) -> ModelSource | None:
     if not weights.is_file():
         raise CheckpointError(f"{path}: no model.safetensors in this checkpoint directory")
     published = weights.suffix.lower() in PUBLISHED_SUFFIXES
-    if published and config.spectrogram != "stft":
+    spectrogram = config.spectrogram_params()
+    if published and spectrogram.kind != "stft":
         raise UsageError(f"{path}: the published BrainBERT weights take STFT input: add --spectrogram stft")
     # a corrupt or mis-shaped checkpoint fails here (exit 65), before anything is written
     _, model_config, _ = load_checkpoint(path)
-    check_input_width(model_config, config.stft_n_bins if config.spectrogram == "stft" else config.superlet_n_freqs,
-                      path)
+    check_input_width(model_config, spectrogram.n_freqs, path)
     return ModelSource(path=path, label=config.model_label, sha256=weights_sha256(weights), published=published)
 
 
@@ -125,11 +126,12 @@ def embedding_paths(spectrogram_data: Path, label: str) -> dict[str, Path]:
     }
 
 
-def embedding_params(config: RunConfig) -> EmbeddingParams:
-    return EmbeddingParams(window_s=config.embedding_window_s, stride_s=config.embedding_stride_s or None,
-                           layer=config.embedding_layer, pooling=config.embedding_pooling,
-                           middle_frames=config.embedding_middle_frames, batch_size=config.embedding_batch_size,
-                           precision=resolve_precision(config.precision, resolve_device(config.device)))
+def embedding_params(settings: EmbeddingSettings) -> EmbeddingParams:
+    """The event embeddings' parameters, with the precision resolved for this machine."""
+    return EmbeddingParams(window_s=settings.window_s, stride_s=settings.stride_s or None, layer=settings.layer,
+                           pooling=settings.pooling, middle_frames=settings.middle_frames,
+                           batch_size=settings.batch_size,
+                           precision=resolve_precision(settings.precision, resolve_device(settings.device)))
 
 
 def read_events(recording: Recording) -> pd.DataFrame | None:
@@ -172,12 +174,13 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
     spectrogram = np.load(spectrogram_data, mmap_mode="r")
     model = model_for(model_source, resolve_device(config.device))
     device = next(model.parameters()).device
-    params = embedding_params(config)
+    settings = config.embedding_settings()
+    params = embedding_params(settings)
     rate, start = float(spec_sidecar["SamplingFrequency"]), float(spec_sidecar.get("StartTime", 0.0))
     common = embedding_sidecar_common(recording, spectrogram_data, config, model_source, params, model)
     written = []
     # BrainBERT reads decoding probes from the middle frames but measures dimensionality on all-frames means
-    window_params = replace(params, pooling=config.embedding_window_pooling)
+    window_params = replace(params, pooling=settings.window_pooling)
     # BrainBERT's per-window input (published weights, --embedding-windowing brainbert), else the derivative's
     exact = window_exact_for(recording, config, model_source.published, spectrogram.shape[0], model, window_params,
                              params, events, device)
@@ -193,7 +196,7 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
     written += [paths["windows"], paths["windows_sidecar"]]
     if events is not None:
         # the middle frames (the readout) of a window centred on onset + offset are centred there
-        onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float) + config.decoding_offset_s
+        onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float) + settings.readout_offset_s
         event_embeddings, valid = exact.events if exact else event_locked_embeddings(
             spectrogram, rate, np.nan_to_num(onsets, nan=-1e9), model, params, start_time_s=start, device=device)
         kept = events.loc[valid].reset_index(drop=True)
@@ -206,7 +209,7 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
             **common, "Description": "embeddings of windows centred on each events.tsv onset",
             **windowing_fields(exact, events=True),
             "Axes": ["channel", "event", "feature"], "Shape": list(event_embeddings.shape),
-            "ReadoutOffsetS": config.decoding_offset_s,
+            "ReadoutOffsetS": settings.readout_offset_s,
             "EventsFile": paths["events_table"].name, "DataSha256": digest})
         written += [paths["events"], paths["events_table"], paths["events_sidecar"]]
     LOGGER.info("%s: wrote %s embeddings (%d channels, %d windows)", recording.relative_path, model_source.label,

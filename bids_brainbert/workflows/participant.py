@@ -30,6 +30,7 @@ from ..interrupts import install_worker_handlers, working
 from ..io.loading import (LoadedRecording, OpenedRecording, channels_per_batch, check_fits_analysis, find_sidecar,
                           open_recording)
 from ..io.npy_stream import NpyRowWriter, read_rows
+from ..params import PreprocessingParams
 from ..preprocessing import (ReferencePlan, line_noise_description, reference_plan, remove_line_noise,
                              resample_signal, resampling_description)
 from ..preprocessing.batched import preprocessed_batches
@@ -149,20 +150,21 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
         return RecordingOutcome(recording.relative_path, "skipped", "already complete",
                                 [str(p) for p in paths.values()])
     LOGGER.info("%s: loading", recording.relative_path)
-    opened = open_recording(recording, include_dbs=config.include_dbs)
-    check_fits_analysis(recording, opened, config)
+    preprocessing, spectrogram = config.preprocessing_params(), config.spectrogram_params()
+    opened = open_recording(recording, include_dbs=preprocessing.include_dbs)
+    check_fits_analysis(recording, opened, spectrogram, preprocessing.sampling_rate, config.embedding_window_s)
     for name, reason in opened.dropped.items():
         LOGGER.info("%s: channel %s left out: %s", recording.relative_path, name, reason)
-    steps = preprocessing_steps(opened, config, recording)
+    steps = preprocessing_steps(opened, preprocessing, recording)
     shape = (len(steps.plan.derivations), resampled_length(opened.n_samples, opened.sfreq, steps.target))
-    front_end = spectrogram_front_end(config, steps.sfreq, str(recording.path))
+    front_end = spectrogram_front_end(spectrogram, steps.sfreq, str(recording.path))
     n_frames = front_end.n_frames(shape[1])
     if n_frames <= 2 * front_end.edge_frames:
         LOGGER.warning("%s: recording (%.1f s) is shorter than the transform's edge zone; every frame is affected "
                        "by zero padding", recording.relative_path, shape[1] / steps.sfreq)
     with scratch_dir(config.work_dir, recording.stem_entities) as scratch:
         staged = stage_signal(scratch / "signal.npy", shape, opened, steps)
-        data_hash = write_spectrogram(paths["data"], staged, front_end, config.channel_batch_size,
+        data_hash = write_spectrogram(paths["data"], staged, front_end, spectrogram.channel_batch_size,
                                       desc=recording.stem_entities)
     channels = steps.channels
     deriv.atomic_write_tsv(paths["channels"], channels)
@@ -205,33 +207,33 @@ class PreprocessingSteps:
     channels: pd.DataFrame         # the derivative's channel table
 
 
-def preprocessing_steps(info: LoadedRecording | OpenedRecording, config: RunConfig,
+def preprocessing_steps(info: LoadedRecording | OpenedRecording, params: PreprocessingParams,
                         recording: Recording) -> PreprocessingSteps:
     """Notch, re-referencing and resampling settings of a recording; RecordingError when no channel is left."""
     description: dict = {"InputSamplingFrequency": info.sfreq}
-    notch = {"harmonics_up_to_hz": config.line_noise_max_hz, "quality": config.line_noise_quality}
-    line_freq = info.line_freq if config.line_noise and info.line_freq else None
-    if line_freq and notch_count(info.sfreq, line_freq, harmonics_up_to_hz=config.line_noise_max_hz) > MAX_NOTCHES:
+    notch = {"harmonics_up_to_hz": params.line_noise_max_hz, "quality": params.line_noise_quality}
+    line_freq = info.line_freq if params.line_noise and info.line_freq else None
+    if line_freq and notch_count(info.sfreq, line_freq, harmonics_up_to_hz=params.line_noise_max_hz) > MAX_NOTCHES:
         raise RecordingError(f"{find_sidecar(recording, 'ieeg.json') or recording.path}: PowerLineFrequency "
                              f"{line_freq:g} Hz would need more than {MAX_NOTCHES} notches up to "
-                             f"{config.line_noise_max_hz:g} Hz (mains is 50 or 60 Hz; or use --no-line-noise)")
+                             f"{params.line_noise_max_hz:g} Hz (mains is 50 or 60 Hz; or use --no-line-noise)")
     if line_freq:
         description["LineNoise"] = line_noise_description(info.sfreq, line_freq, **notch)
     else:
-        reason = "disabled (--no-line-noise)" if not config.line_noise else "no PowerLineFrequency in *_ieeg.json"
+        reason = "disabled (--no-line-noise)" if not params.line_noise else "no PowerLineFrequency in *_ieeg.json"
         description["LineNoise"] = {"applied": False, "reason": reason}
-        if config.line_noise:
+        if params.line_noise:
             LOGGER.warning("%s: line noise not removed: %s", recording.relative_path, reason)
-    plan = reference_plan(info.ch_names, info.ch_types, config.reference, groups=info.groups or None,
-                          min_neighbours=config.laplacian_min_neighbours, positions=contact_positions(info))
+    plan = reference_plan(info.ch_names, info.ch_types, params.reference, groups=info.groups or None,
+                          min_neighbours=params.laplacian_min_neighbours, positions=contact_positions(info))
     for name, reason in plan.dropped.items():
         LOGGER.info("%s: channel %s left out by re-referencing: %s", recording.relative_path, name, reason)
     if not plan.derivations:
-        raise RecordingError(f"{recording.path}: no channel left after '{config.reference}' re-referencing "
+        raise RecordingError(f"{recording.path}: no channel left after '{params.reference}' re-referencing "
                              f"(try --reference car or --laplacian-min-neighbours 1)")
     description["Reference"] = plan.summary
     description["ChannelsLeftOut"] = {**info.dropped, **plan.dropped}   # name -> reason
-    target = config.sampling_rate or None  # 0 = keep the recording's own rate
+    target = params.target_rate
     description["Resampling"] = resampling_description(info.sfreq, target)
     sfreq = description["Resampling"]["sfreq_hz"]   # the rate resample_signal will reach
     return PreprocessingSteps(plan, line_freq, notch, target, sfreq, description, channel_table(info, plan))
@@ -249,10 +251,10 @@ def stage_signal(path: Path, shape: tuple[int, int], opened: OpenedRecording, st
     return path
 
 
-def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording):
+def preprocess(loaded: LoadedRecording, params: PreprocessingParams, recording: Recording):
     """Notch, re-reference and resample a recording in memory; returns (signal, sfreq, channel table,
     description for the sidecar). The participant level computes the same numbers a channel batch at a time."""
-    steps = preprocessing_steps(loaded, config, recording)
+    steps = preprocessing_steps(loaded, params, recording)
     data = loaded.data
     if steps.line_freq:
         data = remove_line_noise(data, loaded.sfreq, steps.line_freq, **steps.notch)

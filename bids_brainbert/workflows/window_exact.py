@@ -29,13 +29,14 @@ def window_exact_for(recording: Recording, config: RunConfig, published: bool, n
         return None
     from .participant import preprocessing_steps, stage_signal  # participant imports the embedding workflow
 
-    opened = open_recording(recording, include_dbs=config.include_dbs)
-    steps = preprocessing_steps(opened, config, recording)
+    preprocessing = config.preprocessing_params()
+    opened = open_recording(recording, include_dbs=preprocessing.include_dbs)
+    steps = preprocessing_steps(opened, preprocessing, recording)
     shape = (len(steps.plan.derivations), resampled_length(opened.n_samples, opened.sfreq, steps.target))
     if shape[0] != n_channels:
         raise RecordingError(f"{recording.path}: preprocessing gives {shape[0]} channels but its spectrogram "
                              f"derivative has {n_channels}: rerun with --overwrite")
-    front_end = spectrogram_front_end(config, steps.sfreq, str(recording.path))
+    front_end = spectrogram_front_end(config.spectrogram_params(), steps.sfreq, str(recording.path))
     onsets = None
     if events is not None:
         # the readout window is centred on onset + offset, as for windows cut from the spectrogram
