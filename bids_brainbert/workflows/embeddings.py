@@ -27,6 +27,7 @@ from .. import __version__
 from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig
+from ..fingerprints import fingerprint, stale_reason, tree_sha256
 from ..params import EmbeddingSettings
 from ..embedding import EmbeddingParams, event_locked_embeddings, windowed_embeddings
 from ..errors import CheckpointError, RecordingError, UsageError
@@ -35,8 +36,8 @@ from ..model.checkpoints import PUBLISHED_SUFFIXES, check_input_width
 from ..precision import precision_record, resolve_precision
 from ..model.random_weights import INITIALISATION, random_label, random_weights_model, state_sha256
 from ..training import latest_checkpoint
-from ..windowing import RECORDING_WINDOWING
-from .window_exact import window_exact_for, windowing_matches
+from ..windowing import RECORDING_WINDOWING, resolve_windowing
+from .window_exact import window_exact_for
 
 LOGGER = logging.getLogger("bids_brainbert")
 MODELS_DIR = "models"
@@ -156,44 +157,92 @@ def _save_array(path: Path, array: np.ndarray) -> str:
 
 def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunConfig, model_source: ModelSource
                      ) -> list[Path]:
-    """Write (or skip when complete) the embedding derivatives of one recording; returns the files."""
+    """Write the embedding derivatives of one recording (sliding windows; event windows when it has events.tsv)
+    that are missing or stale (see :mod:`bids_brainbert.fingerprints`); returns the files."""
     paths = {k: deriv.ensure_inside(config.output_dir, p) for k, p in
              embedding_paths(spectrogram_data, model_source.label).items()}
-    windows_done = deriv.is_complete({"data": paths["windows"], "sidecar": paths["windows_sidecar"]}) \
-        and windowing_matches(paths["windows_sidecar"], config, model_source.published)
-    events_done = deriv.is_complete({"data": paths["events"], "sidecar": paths["events_sidecar"]}) \
-        and windowing_matches(paths["events_sidecar"], config, model_source.published)
-    events = read_events(recording)
-    if not config.overwrite and windows_done and (events is None or events_done):
-        written = [p for p in paths.values() if p.exists()]
-        if model_source.random_seed is None and wants_random_control(config):
-            written += write_embeddings(recording, spectrogram_data, config,
-                                        random_control_source(model_source, config))
-        return written
-    spec_sidecar = deriv.read_json(spectrogram_data.with_suffix(".json"))
-    spectrogram = np.load(spectrogram_data, mmap_mode="r")
-    model = model_for(model_source, resolve_device(config.device))
-    device = next(model.parameters()).device
     settings = config.embedding_settings()
     params = embedding_params(settings)
+    events = read_events(recording)
+    spec_sidecar = deriv.read_json(spectrogram_data.with_suffix(".json"))
+    expected = embedding_fingerprints(recording, spec_sidecar, settings, params, model_source)
+    windows_todo = config.overwrite or _stale(recording, paths["windows"], paths["windows_sidecar"],
+                                              expected["windows"])
+    events_todo = events is not None and (config.overwrite or _stale(recording, paths["events"],
+                                                                     paths["events_sidecar"], expected["events"]))
+    if windows_todo or events_todo:
+        _compute(recording, spectrogram_data, spec_sidecar, config, model_source, settings, params, paths,
+                 expected, events if events_todo else None, windows_todo)
+    written = [p for p in paths.values() if p.exists()]
+    if model_source.random_seed is None and wants_random_control(config):
+        written += write_embeddings(recording, spectrogram_data, config, random_control_source(model_source, config))
+    return written
+
+
+def _stale(recording: Recording, data: Path, sidecar: Path, expected: dict) -> bool:
+    """Whether an embedding file must be (re)computed: missing, damaged, or its fingerprint is not this run's
+    (said in one log line)."""
+    if not deriv.is_complete({"data": data, "sidecar": sidecar}):
+        return True
+    reason = stale_reason(deriv.read_json(sidecar).get("Fingerprint"), expected)
+    if reason is not None:
+        LOGGER.info("%s: recomputing %s: %s", recording.relative_path, data.name, reason)
+    return reason is not None
+
+
+def embedding_fingerprints(recording: Recording, spec_sidecar: dict, settings: EmbeddingSettings,
+                           params: EmbeddingParams, model_source: ModelSource) -> dict[str, dict]:
+    """The fingerprints of the sliding-window and the event embeddings: the model's weights, the spectrogram
+    derivative (its fingerprint covers the preprocessing, which the window-exact input repeats), the settings
+    that shape each and, for the events, the events table."""
+    shaping = settings.shaping()
+    common = {"model": {"Sha256": model_source.sha256, "Published": model_source.published,
+                        "RandomSeed": model_source.random_seed},
+              "layer": shaping["layer"], "window_s": shaping["window_s"],
+              "middle_frames": shaping["middle_frames"], "precision": params.precision,
+              "windowing": resolve_windowing(settings.windowing, model_source.published)}
+    spectrogram = {"spectrogram": spec_sidecar.get("DataSha256", ""),
+                   "spectrogramFingerprint": (spec_sidecar.get("Fingerprint") or {}).get("Sha256", "")}
+    events_file = recording.path.with_name(f"{recording.stem_entities}_events.tsv")
+    events_hash = {"events": tree_sha256(events_file)} if events_file.exists() else {}
+    return {
+        "windows": fingerprint("embeddings", {**common, "pooling": shaping["window_pooling"],
+                                              "stride_s": shaping["stride_s"]}, spectrogram),
+        "events": fingerprint("embeddings", {**common, "pooling": shaping["pooling"],
+                                             "readout_offset_s": shaping["readout_offset_s"]},
+                              {**spectrogram, **events_hash}),
+    }
+
+
+def _compute(recording: Recording, spectrogram_data: Path, spec_sidecar: dict, config: RunConfig,
+             model_source: ModelSource, settings: EmbeddingSettings, params: EmbeddingParams,
+             paths: dict[str, Path], expected: dict[str, dict], events: pd.DataFrame | None,
+             windows_todo: bool) -> None:
+    """Compute and write the sliding-window embeddings (``windows_todo``) and the event embeddings (given
+    ``events``)."""
+    spectrogram = np.load(spectrogram_data, mmap_mode="r")
+    model = model_for(model_source, resolve_device(settings.device))
+    device = next(model.parameters()).device
     rate, start = float(spec_sidecar["SamplingFrequency"]), float(spec_sidecar.get("StartTime", 0.0))
     common = embedding_sidecar_common(recording, spectrogram_data, config, model_source, params, model)
-    written = []
     # BrainBERT reads decoding probes from the middle frames but measures dimensionality on all-frames means
     window_params = replace(params, pooling=settings.window_pooling)
     # BrainBERT's per-window input (published weights, --embedding-windowing brainbert), else the derivative's
     exact = window_exact_for(recording, config, model_source.published, spectrogram.shape[0], model, window_params,
                              params, events, device)
     common.update(windowing_fields(exact))
-    embeddings, centres = exact.windows if exact else windowed_embeddings(
-        spectrogram, rate, model, window_params, edge_frames=int(spec_sidecar.get("EdgeFrames", 0)),
-        start_time_s=start, device=device)
-    digest = _save_array(paths["windows"], embeddings)
-    deriv.atomic_write_json(paths["windows_sidecar"], {
-        **common, **pooling_fields(window_params), "Description": "sliding-window embeddings per channel",
-        "Axes": ["channel", "window", "feature"], "Shape": list(embeddings.shape),
-        "WindowCentresS": [round(float(c), 6) for c in centres], "DataSha256": digest})
-    written += [paths["windows"], paths["windows_sidecar"]]
+    if windows_todo:
+        embeddings, centres = exact.windows if exact else windowed_embeddings(
+            spectrogram, rate, model, window_params, edge_frames=int(spec_sidecar.get("EdgeFrames", 0)),
+            start_time_s=start, device=device)
+        digest = _save_array(paths["windows"], embeddings)
+        deriv.atomic_write_json(paths["windows_sidecar"], {
+            **common, **pooling_fields(window_params), "Description": "sliding-window embeddings per channel",
+            "Axes": ["channel", "window", "feature"], "Shape": list(embeddings.shape),
+            "WindowCentresS": [round(float(c), 6) for c in centres], "DataSha256": digest,
+            "Fingerprint": expected["windows"]})
+        LOGGER.info("%s: wrote %s embeddings (%d channels, %d windows)", recording.relative_path,
+                    model_source.label, embeddings.shape[0], embeddings.shape[1])
     if events is not None:
         # the middle frames (the readout) of a window centred on onset + offset are centred there
         onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float) + settings.readout_offset_s
@@ -210,13 +259,9 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
             **windowing_fields(exact, events=True),
             "Axes": ["channel", "event", "feature"], "Shape": list(event_embeddings.shape),
             "ReadoutOffsetS": settings.readout_offset_s,
-            "EventsFile": paths["events_table"].name, "DataSha256": digest})
-        written += [paths["events"], paths["events_table"], paths["events_sidecar"]]
-    LOGGER.info("%s: wrote %s embeddings (%d channels, %d windows)", recording.relative_path, model_source.label,
-                embeddings.shape[0], embeddings.shape[1])
-    if model_source.random_seed is None and wants_random_control(config):
-        written += write_embeddings(recording, spectrogram_data, config, random_control_source(model_source, config))
-    return written
+            "EventsFile": paths["events_table"].name, "DataSha256": digest, "Fingerprint": expected["events"]})
+        LOGGER.info("%s: wrote %s event embeddings (%d channels, %d events)", recording.relative_path,
+                    model_source.label, event_embeddings.shape[0], event_embeddings.shape[1])
 
 
 def windowing_fields(exact, events: bool = False) -> dict:

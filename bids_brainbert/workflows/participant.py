@@ -30,7 +30,8 @@ from ..interrupts import install_worker_handlers, working
 from ..io.loading import (LoadedRecording, OpenedRecording, channels_per_batch, check_fits_analysis, find_sidecar,
                           open_recording)
 from ..io.npy_stream import NpyRowWriter, read_rows
-from ..params import PreprocessingParams
+from ..fingerprints import fingerprint, recording_inputs, stale_reason
+from ..params import PreprocessingParams, SpectrogramParams
 from ..preprocessing import (ReferencePlan, line_noise_description, reference_plan, remove_line_noise,
                              resample_signal, resampling_description)
 from ..preprocessing.batched import preprocessed_batches
@@ -145,16 +146,23 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
     check_name_lengths(recording, config, paths["data"].parent)
     for stale in deriv.remove_stale_temporaries(paths["data"].parent, recording.stem_entities):
         LOGGER.info("%s: removed %s left by an interrupted run", recording.relative_path, stale.name)
-    if not config.overwrite and deriv.is_complete(paths):
-        LOGGER.info("%s: complete derivative found, skipped (use --overwrite to recompute)", recording.relative_path)
-        return RecordingOutcome(recording.relative_path, "skipped", "already complete",
-                                [str(p) for p in paths.values()])
-    LOGGER.info("%s: loading", recording.relative_path)
     preprocessing, spectrogram = config.preprocessing_params(), config.spectrogram_params()
+    expected = None
+    if not config.overwrite and deriv.is_complete(paths):
+        expected = spectrogram_fingerprint(recording, preprocessing, spectrogram)
+        reason = stale_reason(deriv.read_json(paths["sidecar"]).get("Fingerprint"), expected)
+        if reason is None:
+            LOGGER.info("%s: complete derivative found, skipped (use --overwrite to recompute)",
+                        recording.relative_path)
+            return RecordingOutcome(recording.relative_path, "skipped", "already complete",
+                                    [str(p) for p in paths.values()])
+        LOGGER.info("%s: recomputing %s: %s", recording.relative_path, paths["data"].name, reason)
+    LOGGER.info("%s: loading", recording.relative_path)
     opened = open_recording(recording, include_dbs=preprocessing.include_dbs)
     check_fits_analysis(recording, opened, spectrogram, preprocessing.sampling_rate, config.embedding_window_s)
     for name, reason in opened.dropped.items():
         LOGGER.info("%s: channel %s left out: %s", recording.relative_path, name, reason)
+    expected = expected or spectrogram_fingerprint(recording, preprocessing, spectrogram)   # files the loader read
     steps = preprocessing_steps(opened, preprocessing, recording)
     shape = (len(steps.plan.derivations), resampled_length(opened.n_samples, opened.sfreq, steps.target))
     front_end = spectrogram_front_end(spectrogram, steps.sfreq, str(recording.path))
@@ -171,6 +179,7 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
     deriv.atomic_write_json(paths["channels_sidecar"], channel_columns_description(channels))
     sidecar = spectrogram_sidecar(recording, config, front_end, steps.description, shape, n_frames, data_hash,
                                   channels_file=paths["channels"].name)
+    sidecar["Fingerprint"] = expected
     if opened.coordsystem is not None:
         sidecar["CoordinateSystem"] = opened.coordsystem
     deriv.atomic_write_json(paths["sidecar"], sidecar)  # written last: its hash marks the derivative complete
@@ -249,6 +258,14 @@ def stage_signal(path: Path, shape: tuple[int, int], opened: OpenedRecording, st
         for _, rows in batches:
             staged.write(rows)
     return path
+
+
+def spectrogram_fingerprint(recording: Recording, preprocessing: PreprocessingParams,
+                            spectrogram: SpectrogramParams) -> dict:
+    """What a recording's spectrogram derivative is computed from: the preprocessing and front-end settings
+    and the raw files."""
+    return fingerprint("spectrogram", {"preprocessing": preprocessing.shaping(), "spectrogram": spectrogram.shaping()},
+                       recording_inputs(recording))
 
 
 def preprocess(loaded: LoadedRecording, params: PreprocessingParams, recording: Recording):

@@ -4,12 +4,10 @@ spectrogram derivative, and every window is transformed from that signal alone."
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig
 from ..errors import RecordingError
@@ -46,9 +44,3 @@ def window_exact_for(recording: Recording, config: RunConfig, published: bool, n
         staged = stage_signal(scratch / "signal.npy", shape, opened, steps)
         return window_exact_embeddings(np.load(staged, mmap_mode="r"), front_end, model, window_params,
                                        event_params, onsets, device)
-
-
-def windowing_matches(sidecar: Path, config: RunConfig, published: bool) -> bool:
-    """Whether existing embeddings were windowed as this run asks (else they are recomputed, not kept stale)."""
-    recorded = deriv.read_json(sidecar).get("Windowing", {}).get("Kind")
-    return recorded == resolve_windowing(config.embedding_windowing, published)
