@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .bids import names
 from .bids.discovery import Recording, parse_entities
 from .errors import UsageError
 from .params import PreprocessingParams, SpectrogramParams
@@ -188,8 +189,7 @@ def read_spectrogram(path: PathLike) -> Spectrogram:
     """
     data_path = Path(path).with_suffix(".npy")
     sidecar = json.loads(data_path.with_suffix(".json").read_text(encoding="utf-8"))
-    channels_file = data_path.with_name(sidecar.get("ChannelsFile",
-                                                    data_path.name.replace("_spectrogram.npy", "_channels.tsv")))
+    channels_file = data_path.with_name(sidecar.get("ChannelsFile", names.channels_of(data_path.name)))
     channels = pd.read_csv(channels_file, sep="\t", na_values=["n/a"], keep_default_na=False)
     return Spectrogram(data=np.load(data_path, mmap_mode="r"), freqs_hz=np.asarray(sidecar["FrequenciesHz"]),
                        frame_rate_hz=float(sidecar["SamplingFrequency"]),

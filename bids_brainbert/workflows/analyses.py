@@ -32,12 +32,14 @@ from ..analyses.features import (FeatureSet, event_windows, spectrogram_features
 from ..analyses.regions import Atlas, assign_regions
 from ..analyses.verdict import VERDICT_COLUMNS, verdict
 from ..bids import derivatives as deriv
+from ..bids import names as naming
 from ..bids.discovery import Recording
 from ..config import RunConfig, replace
 from ..errors import BidsBrainbertError, RecordingError, UsageError
 from ..io.loading import find_electrodes_file, load_recording
 from ..transforms.spectrogram import spectrogram_front_end
-from .embeddings import MODELS_DIR, read_events
+from ..bids.names import GROUP_REPORT, MODELS_DIR
+from .embeddings import read_events
 from .participant import preprocess, spectrogram_paths_for
 
 LOGGER = logging.getLogger("bids_brainbert")
@@ -48,8 +50,6 @@ FEATURE_CHOICES = BASELINES + ("embeddings", "random")
 # readout offsets (s after the onset) at which the best electrodes' spectrogram baseline is re-scored for the report
 READOUT_OFFSETS_S = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 OFFSET_CURVE_ELECTRODES = 3
-FIGURES_DIR = "figures"
-GROUP_REPORT = "group_ieeg.html"
 
 SCORE_COLUMNS = {
     "subject": "Subject label (without 'sub-')",
@@ -202,7 +202,7 @@ def model_training_subjects(config: RunConfig, label: str) -> dict[str, str] | N
     training set) or 'validation only'; None when the model is not in OUTPUT_DIR/models."""
     from ..training import latest_checkpoint
 
-    checkpoint = latest_checkpoint(config.output_dir / MODELS_DIR / f"desc-{label}")
+    checkpoint = latest_checkpoint(config.output_dir / naming.model_dir(label))
     if checkpoint is None:
         return None
     try:
@@ -219,11 +219,11 @@ def model_training_subjects(config: RunConfig, label: str) -> dict[str, str] | N
 
 def embedding_event_files(spectrogram_data: Path) -> dict[str, dict[str, Path]]:
     """Event-locked embedding derivatives next to a spectrogram derivative, by model label."""
-    stem = spectrogram_data.name.split("_desc-")[0]
+    stem = naming.recording_stem(spectrogram_data.name)
     out = {}
-    for npy in sorted(spectrogram_data.parent.glob(f"{stem}_desc-*Events_embeddings.npy")):
-        label = npy.name[len(stem) + len("_desc-"):-len("Events_embeddings.npy")]
-        sidecar, table = npy.with_suffix(".json"), npy.with_name(npy.name.replace(".npy", ".tsv"))
+    for label in naming.embedding_labels(spectrogram_data.parent, stem, events=True):
+        files = {role: spectrogram_data.parent / name for role, name in naming.embedding_files(stem, label).items()}
+        npy, sidecar, table = files["events"], files["events_sidecar"], files["events_table"]
         if sidecar.exists() and table.exists():
             out[label] = {"data": npy, "sidecar": sidecar, "table": table}
     return out
@@ -533,16 +533,16 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 "Sources": [f"bids:raw:{r.relative_path}" for r in task_recordings]
                 + [src for info in feature_info.values() for src in info.get("Sources", [])]}
         scores = pd.DataFrame(score_rows, columns=list(SCORE_COLUMNS))
-        written.append(write_table(config, f"task-{task}_desc-decoding_scores.tsv", scores, {
+        written.append(write_table(config, naming.group_table(task, "decoding", "scores"), scores, {
             **base, "Description": "Cross-validated ROC-AUC of linear probes, one row per fold",
             **{c: {"Description": d} for c, d in SCORE_COLUMNS.items()}}))
         summary = pd.DataFrame(summary_rows, columns=list(SUMMARY_COLUMNS))
-        written.append(write_table(config, f"task-{task}_desc-decoding_summary.tsv", summary, {
+        written.append(write_table(config, naming.group_table(task, "decoding", "summary"), summary, {
             **base, "Description": "Per-probe mean ROC-AUC over folds with permutation chance level and p-value",
             **{c: {"Description": d} for c, d in SUMMARY_COLUMNS.items()}}))
         if efficiency_rows:
             efficiency = pd.DataFrame(efficiency_rows)
-            written.append(write_table(config, f"task-{task}_desc-dataefficiency_scores.tsv", efficiency, {
+            written.append(write_table(config, naming.group_table(task, "dataefficiency", "scores"), efficiency, {
                 **base, "Description": "Population-probe ROC-AUC against the number of training examples "
                                        "(stratified random subsets of each training fold, the fold's C)",
                 "RequestedSizes": list(config.data_efficiency_sizes), "SizesUsed": sizes_used,
@@ -555,20 +555,20 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 "fold": {"Description": "Outer fold"}, "auc": {"Description": "Held-out ROC-AUC"}}))
         generalization = generalization_summary(summary)
         if len(generalization):
-            written.append(write_table(config, f"task-{task}_desc-generalization_summary.tsv", generalization, {
+            written.append(write_table(config, naming.group_table(task, "generalization", "summary"), generalization, {
                 **base, "Description": "Mean electrode AUC of embedding features by whether the subject was in the "
                                        "model's pretraining data (false: held out, i.e. cross-subject generalization)",
                 "auc_electrode_mean": {"Description": "Mean over electrodes of the fold-mean AUC"},
                 "n_electrodes": {"Description": "Electrodes averaged"}}))
         verdict_table = verdict(summary)
         if len(verdict_table):
-            written.append(write_table(config, f"task-{task}_desc-verdict_summary.tsv", verdict_table, {
+            written.append(write_table(config, naming.group_table(task, "verdict", "summary"), verdict_table, {
                 **base, "Description": "Per target and feature: median electrode AUC; for each embedding model the "
                                        "paired difference to the Laplacian baseline and to its random-weights "
                                        "control over the electrodes both scored (Wilcoxon signed-rank test)",
                 **{c: {"Description": d} for c, d in VERDICT_COLUMNS.items()}}))
         if offset_rows:
-            written.append(write_table(config, f"task-{task}_desc-readoutoffset_summary.tsv",
+            written.append(write_table(config, naming.group_table(task, "readoutoffset", "summary"),
                                        pd.DataFrame(offset_rows), {
                 **base, "Description": "Spectrogram baseline AUC of each subject's best electrodes (highest AUC "
                                        "at --decoding-offset-s) re-scored with the readout centred at other offsets "
@@ -581,7 +581,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
             figure_pngs["readoutOffset"] = figures.auc_by_offset(pd.DataFrame(offset_rows),
                                                                  config.decoding_offset_s)
         for name, png in figure_pngs.items():
-            path = root_path(config, f"{FIGURES_DIR}/task-{task}_desc-{name}_figure.png")
+            path = root_path(config, naming.figure(task, name))
             deriv.atomic_write_bytes(path, png)
             written.append(path)
     return written
@@ -653,11 +653,9 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                 spec_sidecar = deriv.read_json(paths["sidecar"])
                 spectrogram = np.load(paths["data"], mmap_mode="r")
                 rate, start = float(spec_sidecar["SamplingFrequency"]), float(spec_sidecar.get("StartTime", 0.0))
-                stem = paths["data"].name.split("_desc-")[0]
-                for npy in sorted(paths["data"].parent.glob(f"{stem}_desc-*_embeddings.npy")):
-                    label = npy.name[len(stem) + len("_desc-"):-len("_embeddings.npy")]
-                    if label.endswith("Events"):
-                        continue
+                stem = naming.recording_stem(paths["data"].name)
+                for label in naming.embedding_labels(paths["data"].parent, stem, events=False):
+                    npy = paths["data"].parent / naming.embedding_files(stem, label)["windows"]
                     sidecar = deriv.read_json(npy.with_suffix(".json"))
                     embeddings = np.load(npy, mmap_mode="r")
                     centres = np.asarray(sidecar.get("WindowCentresS", []), float)
@@ -717,7 +715,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                 "MaxExamples": config.dimensionality_examples, "Features": info,
                 "RegionSources": "region column of electrodes.tsv (via the channels table) when present, else "
                                  f"the atlas {atlas.source if atlas else '(none given)'}, else unknown"}
-        written.append(write_table(config, f"task-{task}_desc-dimensionality_electrodes.tsv", electrodes, {
+        written.append(write_table(config, naming.group_table(task, "dimensionality", "electrodes"), electrodes, {
             **base, "Description": "Intrinsic dimensionality per electrode: fewest principal components explaining "
                                    "more than Threshold of the variance of its window features",
             "dimension": {"Description": "Fewest principal components explaining > Threshold of the variance"},
@@ -735,12 +733,12 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                               dimension_sd=("dimension", "std"), dimension_median=("dimension", "median"),
                               max_dimension_mean=("max_dimension", "mean"),
                               n_at_ceiling=("at_ceiling", "sum")).reset_index())
-        written.append(write_table(config, f"task-{task}_desc-dimensionality_regions.tsv", regions_table, {
+        written.append(write_table(config, naming.group_table(task, "dimensionality", "regions"), regions_table, {
             **base, "Description": "Intrinsic dimensionality summarised by brain region and feature",
             "max_dimension_mean": {"Description": "Mean ceiling min(n_examples - 1, n_features) of the electrodes"},
             "n_at_ceiling": {"Description": "Electrodes whose dimension equals their ceiling (a lower bound)"}}))
         png = figures.dimensionality_by_region(regions_table)
-        path = root_path(config, f"{FIGURES_DIR}/task-{task}_desc-dimensionality_figure.png")
+        path = root_path(config, naming.figure(task, "dimensionality"))
         deriv.atomic_write_bytes(path, png)
         written.append(path)
     return written
@@ -903,7 +901,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
                                 + "".join(embedding_imgs)))
     decoding_body = ""
     for task in sorted({task_of(r) for r in recordings}):
-        summary = _read_tsv(root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+        summary = _read_tsv(root_path(config, naming.group_table(task, "decoding", "summary")))
         if summary is None:
             continue
         mine = summary[summary["subject"].astype(str) == subject]
@@ -918,7 +916,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
         sections.append(Section("Decoding", decoding_body))
     dim_body = ""
     for task in sorted({task_of(r) for r in recordings}):
-        electrodes = _read_tsv(root_path(config, f"task-{task}_desc-dimensionality_electrodes.tsv"))
+        electrodes = _read_tsv(root_path(config, naming.group_table(task, "dimensionality", "electrodes")))
         if electrodes is not None:
             mine = electrodes[electrodes["subject"].astype(str) == subject]
             if len(mine):
@@ -934,7 +932,7 @@ def responsive_channels(config: RunConfig, subject: str, recordings: list[Record
     decoding)."""
     ranked: dict[str, float] = {}
     for task in sorted({task_of(r) for r in recordings}):
-        summary = _read_tsv(root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+        summary = _read_tsv(root_path(config, naming.group_table(task, "decoding", "summary")))
         if summary is None:
             continue
         rows = summary[(summary["subject"].astype(str) == subject) & (summary["probe"] == "electrode")]
@@ -960,7 +958,7 @@ def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> lis
     for number, (subject, subject_recordings) in enumerate(sorted(subjects.items()), start=1):
         LOGGER.info("report %d of %d: sub-%s.html (%d recording(s))", number, len(subjects), subject,
                     len(subject_recordings))   # seconds each: figures for every recording
-        path = root_path(config, f"sub-{subject}.html")
+        path = root_path(config, naming.subject_report(subject))
         deriv.atomic_write_bytes(path, subject_report(config, subject, subject_recordings).encode("utf-8"))
         written.append(path)
     return written
@@ -971,7 +969,7 @@ def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
     from ..analyses.verdict import verdict_sentences
     from ..reports.html import paragraph, table
 
-    stored = _read_tsv(root_path(config, f"task-{task}_desc-verdict_summary.tsv"))
+    stored = _read_tsv(root_path(config, naming.group_table(task, "verdict", "summary")))
     frame = stored if stored is not None else verdict(summary)
     if frame is None or not len(frame):
         return ""
@@ -1016,7 +1014,7 @@ def data_efficiency_caption(path: Path) -> str:
 
 def electrode_count_reason(config: RunConfig, task: str, feature: str) -> str:
     """Why a feature scored the number of electrodes it did (from the decoding sidecar's feature record)."""
-    path = root_path(config, f"task-{task}_desc-decoding_summary.json")
+    path = root_path(config, naming.group_table(task, "decoding", "summary", ".json"))
     info = deriv.read_json(path).get("Features", {}).get(feature, {}) if path.exists() else {}
     kind, reference = info.get("Kind"), info.get("Reference")
     if kind == "baseline" and reference == "none":
@@ -1059,25 +1057,25 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
     sections.append(Section("Pretraining", loss_body or paragraph("No model has been pretrained in this output "
                                                                   "directory.", "note")))
     for task in sorted({task_of(r) for r in recordings}):
-        summary = _read_tsv(root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+        summary = _read_tsv(root_path(config, naming.group_table(task, "decoding", "summary")))
         if summary is not None and len(summary):
             if "positive_class" not in summary.columns:      # written by an earlier version
                 summary = summary.assign(positive_class="n/a")
             body = verdict_section(config, task, summary)
-            efficiency_path = root_path(config, f"task-{task}_desc-dataefficiency_scores.tsv")
+            efficiency_path = root_path(config, naming.group_table(task, "dataefficiency", "scores"))
             efficiency = _read_tsv(efficiency_path)
             for name, png in figures.decoding_figures(summary, efficiency).items():
                 body += image(png, name)
                 if name == "dataEfficiency":
                     body += data_efficiency_caption(efficiency_path)
-            offsets = _read_tsv(root_path(config, f"task-{task}_desc-readoutoffset_summary.tsv"))
+            offsets = _read_tsv(root_path(config, naming.group_table(task, "readoutoffset", "summary")))
             if offsets is not None and len(offsets):
                 body += "<h3>Where the information is: readout offset</h3>" + paragraph(
                     f"AUC of the {offsets['feature'].iloc[0]} baseline of each "
                     f"subject's {OFFSET_CURVE_ELECTRODES} best electrodes with the {config.embedding_middle_frames}"
                     "-frame readout centred at other times after the onset (no permutations; the tables above use "
                     "the dotted offset). Choose --decoding-offset-s where the curves peak.", "note")
-                used = deriv.read_json(root_path(config, f"task-{task}_desc-decoding_summary.json")).get(
+                used = deriv.read_json(root_path(config, naming.group_table(task, "decoding", "summary", ".json"))).get(
                     "ReadoutOffsetS", 0.0)
                 body += image(figures.auc_by_offset(offsets, float(used)), "AUC against readout offset")
             electrodes = summary[summary["probe"] == "electrode"]
@@ -1092,7 +1090,7 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
             population = summary[summary["probe"] == "population"]
             body += heading("Population probes") + table(population[["subject", "target", "feature", "auc_mean",
                                                                       "auc_sd", "chance_high", "p_value"]])
-            generalization = _read_tsv(root_path(config, f"task-{task}_desc-generalization_summary.tsv"))
+            generalization = _read_tsv(root_path(config, naming.group_table(task, "generalization", "summary")))
             # a comparison needs somebody who was not trained on: hidden when every subject was
             if generalization is not None and len(generalization) and set(
                     generalization["in_pretraining"].astype(str)) - {"trained", "true"}:
@@ -1101,7 +1099,7 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
         from .population import report_section as population_section      # workflows/population.py
         if (population := population_section(config, task)) is not None:
             sections.append(population)
-        regions = _read_tsv(root_path(config, f"task-{task}_desc-dimensionality_regions.tsv"))
+        regions = _read_tsv(root_path(config, naming.group_table(task, "dimensionality", "regions")))
         if regions is not None and len(regions):
             sections.append(Section(f"Intrinsic dimensionality, task {task}",
                                     image(figures.dimensionality_by_region(regions), "dimensionality by region")

@@ -25,6 +25,7 @@ import torch
 
 from .. import __version__
 from ..bids import derivatives as deriv
+from ..bids import names
 from ..bids.discovery import Recording
 from ..config import RunConfig
 from ..fingerprints import fingerprint, stale_reason, tree_sha256
@@ -40,7 +41,6 @@ from ..windowing import RECORDING_WINDOWING, resolve_windowing
 from .window_exact import window_exact_for
 
 LOGGER = logging.getLogger("bids_brainbert")
-MODELS_DIR = "models"
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class ModelSource:
 
 
 def group_model_root(config: RunConfig) -> Path:
-    return deriv.ensure_inside(config.output_dir, config.output_dir / MODELS_DIR / f"desc-{config.model_label}")
+    return deriv.ensure_inside(config.output_dir, config.output_dir / names.model_dir(config.model_label))
 
 
 def find_model(config: RunConfig) -> ModelSource | None:
@@ -116,15 +116,8 @@ def resolve_device(request: str) -> str:
 
 
 def embedding_paths(spectrogram_data: Path, label: str) -> dict[str, Path]:
-    stem = spectrogram_data.name.split("_desc-")[0]
-    folder = spectrogram_data.parent
-    return {
-        "windows": folder / f"{stem}_desc-{label}_embeddings.npy",
-        "windows_sidecar": folder / f"{stem}_desc-{label}_embeddings.json",
-        "events": folder / f"{stem}_desc-{label}Events_embeddings.npy",
-        "events_sidecar": folder / f"{stem}_desc-{label}Events_embeddings.json",
-        "events_table": folder / f"{stem}_desc-{label}Events_embeddings.tsv",
-    }
+    files = names.embedding_files(names.recording_stem(spectrogram_data.name), label)
+    return {role: spectrogram_data.parent / name for role, name in files.items()}
 
 
 def embedding_params(settings: EmbeddingSettings) -> EmbeddingParams:
@@ -280,7 +273,7 @@ def embedding_sidecar_common(recording: Recording, spectrogram_data: Path, confi
     relative = spectrogram_data.relative_to(config.output_dir).as_posix()
     return {
         "Sources": [f"bids::{relative}", deriv.bids_uri(recording)],
-        "ChannelsFile": spectrogram_data.name.replace("_spectrogram.npy", "_channels.tsv"),
+        "ChannelsFile": names.channels_of(spectrogram_data.name),
         "Model": {"Label": model_source.label, "Sha256": model_source.sha256,
                   "Format": ("random-weights" if model_source.random_seed is not None
                              else "brainbert-published" if model_source.published else "bids-brainbert"),

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..bids import derivatives as deriv
+from ..bids import names
 from ..bids.discovery import Recording
 from ..config import RunConfig, seed_everything
 from ..errors import BidsBrainbertError, OneLineFormatter, RecordingError, resource_exhaustion
@@ -191,9 +192,9 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
 def check_name_lengths(recording: Recording, config: RunConfig, folder: Path) -> None:
     """Derivative names add a desc entity and a suffix to the recording's, and a temporary name adds more: a name
     the file system cannot hold is refused up front, naming the input (not a scratch or temporary file)."""
-    names = [f"{recording.stem_entities}_desc-{config.spectrogram}_spectrogram.json",
-             f"{recording.stem_entities}_desc-{config.model_label}Events_embeddings.json"]
-    longest = max(len(os.fsencode(name)) for name in names) + len(f".{deriv.TMP_MARK}") + 8  # mkstemp's suffix
+    longest_names = [names.spectrogram_files(recording.stem_entities, config.spectrogram)["sidecar"],
+                     names.embedding_files(recording.stem_entities, config.model_label)["events_sidecar"]]
+    longest = max(len(os.fsencode(name)) for name in longest_names) + len(f".{deriv.TMP_MARK}") + 8  # mkstemp's suffix
     try:
         limit = os.pathconf(folder if folder.exists() else config.output_dir, "PC_NAME_MAX")
     except (OSError, ValueError):

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bids import names
 from ..config import RunConfig
 
-MODELS_DIR = "models"
+MODELS_DIR = names.MODELS_DIR
 
 
 @dataclass
@@ -38,7 +39,7 @@ def model_record(output_dir: Path, label: str) -> dict[str, Any] | None:
     """The latest checkpoint of OUTPUT_DIR/models/desc-<label>: its config.json, weights hash and split shares."""
     from ..training import latest_checkpoint
 
-    checkpoint = latest_checkpoint(output_dir / MODELS_DIR / f"desc-{label}")
+    checkpoint = latest_checkpoint(output_dir / names.model_dir(label))
     if checkpoint is None:
         return None
     meta = _read_json(checkpoint / "config.json")
@@ -83,7 +84,7 @@ def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: 
         if trained and subjects is not None:     # held out = selected but never seen by the model
             settings["holdout_participant_label"] = sorted(set(subjects) - trained)
     for task in tasks:
-        decoding = _read_json(config.output_dir / f"task-{task}_desc-decoding_summary.json")
+        decoding = _read_json(config.output_dir / names.group_table(task, "decoding", "summary", ".json"))
         if decoding:
             found.sections.add("decoding")
             settings["random_seed"] = decoding.get("RandomSeed", settings["random_seed"])
@@ -108,13 +109,13 @@ def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: 
                 settings["embedding_pooling"] = embedding.get("Pooling", settings["embedding_pooling"])
                 settings["embedding_window_s"] = embedding.get("WindowS", settings["embedding_window_s"])
             found.random_control = next((f for f in features.values() if f.get("Kind") == "random-weights"), None)
-            efficiency = _read_json(config.output_dir / f"task-{task}_desc-dataefficiency_scores.json")
+            efficiency = _read_json(config.output_dir / names.group_table(task, "dataefficiency", "scores", ".json"))
             if efficiency:
                 settings["data_efficiency_sizes"] = efficiency.get("RequestedSizes", settings["data_efficiency_sizes"])
                 settings["data_efficiency_draws"] = efficiency.get("Draws", settings["data_efficiency_draws"])
             else:
                 settings["data_efficiency_draws"] = 0
-        dimensionality = _read_json(config.output_dir / f"task-{task}_desc-dimensionality_electrodes.json")
+        dimensionality = _read_json(config.output_dir / names.group_table(task, "dimensionality", "electrodes", ".json"))
         if dimensionality:
             found.sections.add("dimensionality")
             settings["random_seed"] = dimensionality.get("RandomSeed", settings["random_seed"])
