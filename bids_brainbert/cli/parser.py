@@ -17,6 +17,7 @@ from ..precision import PRECISIONS
 from ..preprocessing.referencing import REFERENCE_SCHEMES
 from ..transforms.superlet_params import DEFINITIONS
 from ..windowing import WINDOWINGS
+from ..workflows.steps import ANALYSES
 from ..errors import UsageError
 
 ANALYSIS_LEVELS = ("participant", "group")
@@ -194,8 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (500)")
 
     ana = parser.add_argument_group("group level: analyses and reports")
-    ana.add_argument("--analysis", choices=("all", "pretrain", "decoding", "population", "finetune", "dimensionality",
-                                                 "reports"),
+    ana.add_argument("--analysis", choices=tuple(ANALYSES),
                      help="all: pretrain, embed, decode, population model, dimensionality, reports; the others run "
                           "alone from existing derivatives (pretrain = pretrain + embed); reports are refreshed "
                           "after each; finetune (fine-tuning per electrode) is not part of all")

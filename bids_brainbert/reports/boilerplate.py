@@ -6,6 +6,8 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
+from ..workflows.steps import runs
+
 PACKAGES = ("numpy", "scipy", "pandas", "mne", "mne-bids", "torch", "scikit-learn", "nibabel", "matplotlib")
 
 
@@ -38,7 +40,7 @@ def methods_text(settings: dict[str, Any], versions: dict[str, str], app_version
     def wanted(section: str) -> bool:
         if sections is not None:
             return section in sections
-        return analysis in ("all", section) or (section == "pretrain" and bool(model))
+        return runs(analysis, section) or (section == "pretrain" and bool(model))
 
     if s.get("spectrogram", "superlet") == "superlet":
         transform = (f"an adaptive superlet transform (Moca et al., 2021; {s['superlet_n_freqs']} frequencies "

@@ -40,11 +40,11 @@ from ..io.loading import find_electrodes_file, load_recording
 from ..transforms.spectrogram import spectrogram_front_end
 from ..bids.names import GROUP_REPORT, MODELS_DIR
 from .embeddings import read_events
+from .steps import ANALYSES, runs  # noqa: F401 (ANALYSES re-exported)
 from .participant import preprocess, spectrogram_paths_for
 
 LOGGER = logging.getLogger("bids_brainbert")
 
-ANALYSES = ("all", "pretrain", "decoding", "population", "finetune", "dimensionality", "reports")
 BASELINES = ("voltage", "superlet", "stft", "laplacian")
 FEATURE_CHOICES = BASELINES + ("embeddings", "random")
 # readout offsets (s after the onset) at which the best electrodes' spectrogram baseline is re-scored for the report
@@ -787,18 +787,19 @@ def load_atlas(image: Path | None, labels: Path | None) -> Atlas | None:
 # ------------------------------------------------------------------------------------------------ entry points
 
 def run_group_analyses(config: RunConfig, recordings: list[Recording], analysis: str) -> list[Path]:
-    """``analysis`` in ANALYSES (minus pretrain): what to run after (or instead of) pretraining."""
+    """The steps of ``--analysis analysis`` after pretraining (see :data:`bids_brainbert.workflows.steps.ANALYSES`),
+    then the reports."""
     atlas = load_atlas(config.atlas, config.atlas_labels)
     written: list[Path] = []
-    if analysis in ("all", "decoding"):
+    if runs(analysis, "decoding"):
         written += run_decoding(config, recordings, atlas)
-    if analysis in ("all", "population"):          # the population model over coordinates: workflows/population.py
-        from .population import run_population
+    if runs(analysis, "population"):          # the population model over coordinates: workflows/population.py
+        from .population import run_population  # imports this module
         written += run_population(config, recordings)
-    if analysis == "finetune":                      # supervised fine-tuning per electrode: workflows/finetune.py
-        from .finetune import run_finetune
+    if runs(analysis, "finetune"):            # supervised fine-tuning per electrode: workflows/finetune.py
+        from .finetune import run_finetune      # imports this module
         written += run_finetune(config, recordings)
-    if analysis in ("all", "dimensionality"):
+    if runs(analysis, "dimensionality"):
         written += run_dimensionality(config, recordings, atlas)
     written.append(write_citation(config, analysis, recordings))
     written += write_subject_reports(config, recordings)

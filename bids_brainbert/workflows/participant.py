@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from ..bids import derivatives as deriv
 from ..bids import names
 from ..bids.discovery import Recording
 from ..config import RunConfig, seed_everything
-from ..errors import BidsBrainbertError, OneLineFormatter, RecordingError, resource_exhaustion
+from ..errors import OneLineFormatter, RecordingError
 from ..interrupts import install_worker_handlers, working
 from ..io.loading import (LoadedRecording, OpenedRecording, channels_per_batch, check_fits_analysis, find_sidecar,
                           open_recording)
@@ -41,18 +40,10 @@ from ..preprocessing.resampling import resampled_length
 from ..progress import progress
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
 from .embeddings import ModelSource, write_embeddings
-from .scratch import remove_abandoned_scratch, scratch_dir, scratch_parent
+from .outcomes import RecordingOutcome, per_recording
+from .scratch import remove_abandoned_scratch, scratch_dir
 
 LOGGER = logging.getLogger("bids_brainbert")
-
-
-@dataclass
-class RecordingOutcome:
-    recording: str                       # path relative to the dataset root
-    status: str                          # "written" | "skipped" | "failed"
-    message: str = ""
-    outputs: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def subject_log_dir(config: RunConfig, subject: str, run_id: str) -> Path:
@@ -69,47 +60,23 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str,
 
 def _process_recording(recording: Recording, config: RunConfig, run_id: str,
                        model_source: ModelSource | None) -> RecordingOutcome:
-    started = time.perf_counter()
     handler = _attach_subject_log(config, recording.subject, run_id)
     try:
-        outcome = _process(recording, config)
-        if model_source is not None and outcome.status != "failed":
-            data_path = spectrogram_paths_for(config, recording)["data"]
-            outcome.outputs += [str(p) for p in write_embeddings(recording, data_path, config, model_source)]
-    except BidsBrainbertError as exc:
-        LOGGER.error("%s", exc)
-        outcome = RecordingOutcome(recording.relative_path, "failed", str(exc))
-    except (MemoryError, OSError) as exc:
-        message = resource_exhaustion(exc, recording.path, config.output_dir)
-        if message is None:   # another OSError: the file and the system's reason
-            message = _os_error_message(exc, recording, config)
-        LOGGER.error("%s", message)
-        outcome = RecordingOutcome(recording.relative_path, "failed", message)
-    except KeyboardInterrupt:   # Ctrl-C or SIGTERM: what was renamed into place for this recording goes too
-        _discard_incomplete(spectrogram_paths_for(config, recording), config.output_dir)
-        raise
-    except Exception as exc:  # a bug or an input we did not foresee must not stop the other recordings
-        message = f"{recording.path}: unexpected error ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
-        LOGGER.exception("%s", message)
-        outcome = RecordingOutcome(recording.relative_path, "failed", message)
+        return per_recording(
+            recording, config.output_dir, config.work_dir, lambda: _process_and_embed(recording, config, model_source),
+            discard=lambda: _discard_incomplete(spectrogram_paths_for(config, recording), config.output_dir))
     finally:
         LOGGER.removeHandler(handler)
         handler.close()
-    if outcome.status == "failed":
-        _discard_incomplete(spectrogram_paths_for(config, recording), config.output_dir)
-    outcome.seconds = time.perf_counter() - started
+
+
+def _process_and_embed(recording: Recording, config: RunConfig, model_source: ModelSource | None
+                       ) -> RecordingOutcome:
+    outcome = _process(recording, config)
+    if model_source is not None and outcome.status != "failed":
+        data_path = spectrogram_paths_for(config, recording)["data"]
+        outcome.outputs += [str(p) for p in write_embeddings(recording, data_path, config, model_source)]
     return outcome
-
-
-def _os_error_message(exc: OSError, recording: Recording, config: RunConfig) -> str:
-    """The file and the system's reason; "not writable?" only for a file we write (output or work directory),
-    an input that cannot be read is said to be one."""
-    where = Path(exc.filename) if exc.filename else recording.path
-    reason = exc.strerror or str(exc)
-    writable_roots = [Path(d).absolute() for d in (config.output_dir, scratch_parent(config.work_dir)) if d]
-    if any(where.absolute() == root or root in where.absolute().parents for root in writable_roots):
-        return f"{where}: {reason} (not writable?)"
-    return f"{where}: cannot be read ({reason})"
 
 
 def _discard_incomplete(paths: dict[str, Path], output_dir: Path) -> None:
