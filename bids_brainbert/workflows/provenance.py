@@ -54,6 +54,21 @@ def model_record(output_dir: Path, label: str) -> dict[str, Any] | None:
             "validation_share": n_val / (n_train + n_val) if n_train + n_val else None}
 
 
+def _recorded_transform(transform: dict) -> dict[str, Any]:
+    """The front end's options as a spectrogram sidecar's Transform records them (what was computed, whatever
+    this run's options say)."""
+    if transform.get("Kind") == "stft":
+        keys = {"nperseg": "stft_nperseg", "noverlap": "stft_noverlap", "n_bins": "stft_n_bins"}
+    else:
+        keys = {name: f"superlet_{name}" for name in ("base_cycles", "order_min", "order_max", "decimation", "mode",
+                                                       "definition")}
+    found = {option: transform[key] for key, option in keys.items() if key in transform}
+    freqs = transform.get("freqs_hz")
+    if transform.get("Kind") == "superlet" and isinstance(freqs, list) and freqs:
+        found.update(superlet_n_freqs=len(freqs), superlet_freq_min=min(freqs), superlet_freq_max=max(freqs))
+    return found
+
+
 def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: Path | None = None,
                       subjects: list[str] | None = None) -> RecordedSettings:
     settings = config.to_toml_dict()
@@ -62,6 +77,7 @@ def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: 
     if spectrogram:
         transform = spectrogram.get("Transform", {})
         settings["spectrogram"] = transform.get("Kind", settings["spectrogram"])
+        settings.update(_recorded_transform(transform))
         reference = spectrogram.get("Preprocessing", {}).get("Reference", {})
         settings["reference"] = reference.get("scheme", settings["reference"])
     model = model_record(config.output_dir, config.model_label)
