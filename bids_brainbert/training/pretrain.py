@@ -43,6 +43,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ..bids.derivatives import atomic_write_bytes
+from ..devices import resolve_device
 from ..errors import UsageError
 from ..model.checkpoints import (load_checkpoint, load_training_state, save_checkpoint,
                                  software_versions)
@@ -394,17 +396,9 @@ def _setup_distributed(device_request: str) -> _Dist:
 
 
 def _resolve_device(request: str, ddp: _Dist) -> torch.device:
-    if request == "auto":
-        request = "cuda" if torch.cuda.is_available() else "cpu"
-    if request.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"device {request!r} requested but CUDA is not available")
-        if request == "cuda":
-            return torch.device("cuda", ddp.local_rank if ddp.active else torch.cuda.current_device())
-        return torch.device(request)
-    if request != "cpu":
-        raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {request!r}")
-    return torch.device("cpu")
+    wants_cuda = request in ("cuda", "auto") and torch.cuda.is_available()   # a bare cuda: this rank's GPU
+    rank = (ddp.local_rank if ddp.active else torch.cuda.current_device()) if wants_cuda else None
+    return resolve_device(request, local_rank=rank)
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -431,11 +425,7 @@ def _is_complete(path: Path) -> bool:
 
 
 def _write_latest(root: Path, name: str, step: int, final: bool) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{LATEST_NAME}.tmp-", dir=root)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"checkpoint": name, "step": step, "final": final}, handle)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, root / LATEST_NAME)
+    atomic_write_bytes(root / LATEST_NAME, json.dumps({"checkpoint": name, "step": step, "final": final}).encode())
 
 
 def plot_loss_curve(path: Path, train_losses: Sequence[float], val_steps: Sequence[int],

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .. import __version__
 from ..bids import derivatives as deriv
@@ -30,6 +29,7 @@ from ..bids.discovery import Recording
 from ..config import RunConfig
 from ..fingerprints import fingerprint, stale_reason, tree_sha256
 from ..params import EmbeddingSettings
+from ..devices import resolve_device
 from ..embedding import EmbeddingParams, event_locked_embeddings, windowed_embeddings
 from ..errors import CheckpointError, RecordingError, UsageError
 from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
@@ -109,10 +109,6 @@ def wants_random_control(config: RunConfig) -> bool:
     return "random" in config.decoding_features
 
 
-def resolve_device(request: str) -> str:
-    if request == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return request
 
 
 def embedding_paths(spectrogram_data: Path, label: str) -> dict[str, Path]:

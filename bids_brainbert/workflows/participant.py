@@ -38,6 +38,7 @@ from ..preprocessing.batched import preprocessed_batches
 from ..preprocessing.line_noise import MAX_NOTCHES, notch_count
 from ..preprocessing.resampling import resampled_length
 from ..progress import progress
+from ..threads import limit_threads
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
 from .embeddings import ModelSource, write_embeddings
 from .outcomes import RecordingOutcome, per_recording
@@ -355,13 +356,7 @@ def spectrogram_sidecar(recording: Recording, config: RunConfig, front_end: Spec
 
 def _worker_init(seed: int) -> None:
     install_worker_handlers()   # a worker interrupted by SIGTERM removes its temporary files like on Ctrl-C
-    # one thread per worker: --nprocs recordings in parallel must not oversubscribe the cores
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        import torch
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    limit_threads(1)   # one thread per worker: --nprocs recordings in parallel must not oversubscribe the cores
     seed_everything(seed)
 
 
