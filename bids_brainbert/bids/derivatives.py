@@ -35,7 +35,7 @@ from .discovery import Recording
 APP_NAME = "bids-brainbert"
 CODE_URL = "https://github.com/bids-brainbert/bids-brainbert"
 BIDS_VERSION = "1.10.0"
-# BIDS has no suffix for these: the validator is told to ignore them (REFERENCE §2).
+# BIDS has no suffix for these: the validator is told to ignore them.
 # (directory patterns without a trailing slash: the validator does not match "dir/")
 BIDSIGNORE_PATTERNS = ("*_spectrogram.npy", "*_spectrogram.json", "*_embeddings.npy", "*_embeddings.json",
                        "*_embeddings.tsv", "sub-*/log", "*.html", "models", "figures", "logs", "task-*_desc-*")

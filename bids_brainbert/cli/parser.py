@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre = parser.add_argument_group("preprocessing")
     pre.add_argument("--no-line-noise", dest="line_noise", action="store_false",
                      help="do not notch PowerLineFrequency and its harmonics")
-    pre.add_argument("--line-noise-quality", type=_positive_float, metavar="Q", help=f"notch quality factor ({_d('line_noise_quality')})")
+    pre.add_argument("--line-noise-quality", type=_positive_float, metavar="Q",
+                     help=f"notch quality factor ({_d('line_noise_quality')})")
     pre.add_argument("--line-noise-max-hz", type=_positive_float, metavar="HZ",
                      help=f"highest harmonic notched in Hz ({_d('line_noise_max_hz')}, as BrainBERT)")
     pre.add_argument("--reference", choices=REFERENCE_SCHEMES,
@@ -133,14 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"analysis rate in Hz (default {_d('sampling_rate')}, as BrainBERT), or 'native'")
 
     spec = parser.add_argument_group("spectrogram")
-    spec.add_argument("--spectrogram", choices=SPECTROGRAM_KINDS, help=f"time-frequency front end ({_d('spectrogram')})")
-    spec.add_argument("--superlet-freq-min", type=_positive_float, metavar="HZ", help=f"lowest frequency ({_d('superlet_freq_min')})")
-    spec.add_argument("--superlet-freq-max", type=_positive_float, metavar="HZ", help=f"highest frequency ({_d('superlet_freq_max')})")
-    spec.add_argument("--superlet-n-freqs", type=_positive_int, metavar="N", help=f"number of frequencies ({_d('superlet_n_freqs')})")
-    spec.add_argument("--superlet-base-cycles", type=_positive_float, metavar="C1", help=f"cycles of order 1 ({_d('superlet_base_cycles')})")
-    spec.add_argument("--superlet-order-min", type=_positive_float, metavar="O", help=f"order at lowest frequency ({_d('superlet_order_min')})")
-    spec.add_argument("--superlet-order-max", type=_positive_float, metavar="O", help=f"order at highest frequency ({_d('superlet_order_max')})")
-    spec.add_argument("--superlet-decimation", type=_positive_int, metavar="N", help=f"output every Nth sample ({_d('superlet_decimation')})")
+    spec.add_argument("--spectrogram", choices=SPECTROGRAM_KINDS,
+                      help=f"time-frequency front end ({_d('spectrogram')})")
+    spec.add_argument("--superlet-freq-min", type=_positive_float, metavar="HZ",
+                      help=f"lowest frequency ({_d('superlet_freq_min')})")
+    spec.add_argument("--superlet-freq-max", type=_positive_float, metavar="HZ",
+                      help=f"highest frequency ({_d('superlet_freq_max')})")
+    spec.add_argument("--superlet-n-freqs", type=_positive_int, metavar="N",
+                      help=f"number of frequencies ({_d('superlet_n_freqs')})")
+    spec.add_argument("--superlet-base-cycles", type=_positive_float, metavar="C1",
+                      help=f"cycles of order 1 ({_d('superlet_base_cycles')})")
+    spec.add_argument("--superlet-order-min", type=_positive_float, metavar="O",
+                      help=f"order at lowest frequency ({_d('superlet_order_min')})")
+    spec.add_argument("--superlet-order-max", type=_positive_float, metavar="O",
+                      help=f"order at highest frequency ({_d('superlet_order_max')})")
+    spec.add_argument("--superlet-decimation", type=_positive_int, metavar="N",
+                      help=f"output every Nth sample ({_d('superlet_decimation')})")
     spec.add_argument("--superlet-mode", choices=SUPERLET_MODES,
                       help="order rises with frequency (adaptive, BrainBERT) or is the highest everywhere")
     spec.add_argument("--superlet-definition", choices=DEFINITIONS,
@@ -148,9 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default); moca: c1*1 .. c1*o cycles, as Moca et al. 2021")
     spec.add_argument("--superlet-backend", choices=SUPERLET_BACKENDS,
                       help=f"auto: torch on the --device GPU when one is available, else numpy ({_d('superlet_backend')})")
-    spec.add_argument("--stft-nperseg", type=_positive_int, metavar="N", help=f"STFT window length in samples ({_d('stft_nperseg')})")
-    spec.add_argument("--stft-noverlap", type=_integer, metavar="N", help=f"STFT window overlap in samples ({_d('stft_noverlap')})")
-    spec.add_argument("--stft-n-bins", type=_positive_int, metavar="N", help=f"STFT bins kept from 0 Hz ({_d('stft_n_bins')})")
+    spec.add_argument("--stft-nperseg", type=_positive_int, metavar="N",
+                      help=f"STFT window length in samples ({_d('stft_nperseg')})")
+    spec.add_argument("--stft-noverlap", type=_integer, metavar="N",
+                      help=f"STFT window overlap in samples ({_d('stft_noverlap')})")
+    spec.add_argument("--stft-n-bins", type=_positive_int, metavar="N",
+                      help=f"STFT bins kept from 0 Hz ({_d('stft_n_bins')})")
     spec.add_argument("--channel-batch-size", type=_positive_int, metavar="N", help="channels transformed at once")
 
     model = parser.add_argument_group("model and embeddings")
@@ -165,14 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--embedding-window-pooling", choices=POOLINGS,
                        help="readout of the sliding-window embeddings used for intrinsic dimensionality: mean of all "
                             "frames (BrainBERT's analysis, default) or of the middle frames")
-    model.add_argument("--embedding-middle-frames", type=_positive_int, metavar="K", help=f"frames for middle pooling ({_d('embedding_middle_frames')})")
-    model.add_argument("--embedding-window-s", type=_positive_float, metavar="S", help=f"window length in seconds ({_d('embedding_window_s')})")
+    model.add_argument("--embedding-middle-frames", type=_positive_int, metavar="K",
+                       help=f"frames for middle pooling ({_d('embedding_middle_frames')})")
+    model.add_argument("--embedding-window-s", type=_positive_float, metavar="S",
+                       help=f"window length in seconds ({_d('embedding_window_s')})")
     model.add_argument("--embedding-stride-s", type=_positive_float, metavar="S", help="sliding-window step (= window)")
     model.add_argument("--embedding-windowing", choices=WINDOWINGS,
                        help="model input: recording: windows cut from the whole-recording spectrogram; brainbert: "
                             "each window transformed alone and normalised as the original code did; auto: brainbert "
                             f"for the published weights, else recording ({_d('embedding_windowing')})")
-    model.add_argument("--embedding-batch-size", type=_positive_int, metavar="N", help=f"windows per forward pass ({_d('embedding_batch_size')})")
+    model.add_argument("--embedding-batch-size", type=_positive_int, metavar="N",
+                       help=f"windows per forward pass ({_d('embedding_batch_size')})")
     model.add_argument("--device", metavar="DEV", help="auto (CUDA when available), cpu, cuda, cuda:N")
     model.add_argument("--precision", choices=PRECISIONS,
                        help="model arithmetic for pretraining and embeddings: float32 (default, the same numbers on "
@@ -181,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group("group level: pretraining")
     group.add_argument("--init-model", type=Path, metavar="PATH", help="start pretraining from this checkpoint")
-    group.add_argument("--model-size", choices=("small", "base", "large"), help="encoder size (small; large = published)")
+    group.add_argument("--model-size", choices=("small", "base", "large"),
+                       help="encoder size (small; large = published)")
     group.add_argument("--train-steps", type=_positive_int, metavar="N", help="optimizer steps (2000)")
     group.add_argument("--batch-size", type=_positive_int, metavar="N", help="windows per step and process (64)")
     group.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="peak learning rate (1e-4)")
@@ -189,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--mask-probability", type=_positive_float, metavar="P", help="span start probability (0.05)")
     group.add_argument("--train-window-s", type=_positive_float, metavar="S", help="pretraining window length (5)")
     group.add_argument("--validation-split", choices=("run", "subject"), help="validation held out by run or subject")
-    group.add_argument("--validation-fraction", type=_number, metavar="F", help="fraction held out for validation (0.1)")
+    group.add_argument("--validation-fraction", type=_number, metavar="F",
+                       help="fraction held out for validation (0.1)")
     group.add_argument("--holdout-participant-label", nargs="+", metavar="LABEL",
                        help="subjects left out of pretraining (generalization); embeddings are still written")
     group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (500)")

@@ -65,7 +65,7 @@ OPTIMIZERS = ("adamw", "lamb")
 # ------------------------------------------------------------------------------------------------ settings
 @dataclass
 class PretrainConfig:
-    """Pretraining settings. Defaults follow the published recipe where it is known (REFERENCE §1), except the
+    """Pretraining settings. Defaults follow the published recipe where it is known (Wang et al. 2023), except the
     optimizer (AdamW; ``"lamb"`` gives the published LAMB) and the number of steps (500k published)."""
 
     model: str | ModelConfig = "small"     # preset name or ModelConfig (ignored when init_from is given)
