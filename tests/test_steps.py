@@ -66,3 +66,10 @@ def test_an_interrupt_discards_and_stops(tmp_path):
     kept = per_recording(recording(tmp_path), tmp_path / "out", None,
                          lambda: RecordingOutcome("sub-01", "written"), discard=lambda: discarded.append(2))
     assert kept.status == "written" and discarded == [1]
+
+
+def test_the_seed_salts_of_the_analyses_differ():
+    from bids_brainbert import seeds
+
+    assert len(set(seeds.SALTS.values())) == len(seeds.SALTS)
+    assert all(getattr(seeds, name) == value for name, value in seeds.SALTS.items())

@@ -17,6 +17,7 @@ from ..analyses.features import (FeatureSet, event_windows, spectrogram_features
                                  voltage_features)
 from ..analyses.regions import Atlas, assign_regions
 from ..analyses.verdict import VERDICT_COLUMNS, verdict
+from .. import seeds
 from ..bids import derivatives as deriv
 from ..bids import names as naming
 from ..bids.discovery import Recording
@@ -278,8 +279,8 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
     if abs(config.decoding_offset_s) >= config.decoding_window_s / 2:
         raise UsageError(f"--decoding-offset-s {config.decoding_offset_s:g}: the readout must stay inside the "
                          f"{config.decoding_window_s:g} s window (|offset| < {config.decoding_window_s / 2:g} s)")
-    rng = np.random.default_rng([config.random_seed, 5])
-    offset_rng = np.random.default_rng([config.random_seed, 7])   # the offset curve leaves the main draws alone
+    rng = np.random.default_rng([config.random_seed, seeds.DECODING])
+    offset_rng = np.random.default_rng([config.random_seed, seeds.OFFSET_CURVE])   # leaves the main draws alone
     wanted = set(config.decoding_features)
     written: list[Path] = []
     for task, task_recordings in by_task(recordings).items():

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import seeds
 from ..analyses.dimensionality import MIN_EXAMPLES, draw_examples, intrinsic_dimension
 from ..analyses.regions import Atlas
 from ..bids import derivatives as deriv
@@ -30,7 +31,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
     spectrogram (log10 magnitude averaged over the same windows) as control, summarised by region."""
     from ..reports import figures
 
-    rng = np.random.default_rng([config.random_seed, 6])
+    rng = np.random.default_rng([config.random_seed, seeds.DIMENSIONALITY])
     written: list[Path] = []
     short: dict[str, int] = {}
     for task, task_recordings in by_task(recordings).items():
