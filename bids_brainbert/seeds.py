@@ -2,7 +2,7 @@
 stream is ``numpy.random.default_rng([seed, SALT])``, so one analysis drawing more or fewer numbers never shifts
 another's draws. Each salt is used once; tests/test_steps.py checks they differ."""
 
-DECODING = 5          # decoding: data-efficiency draws and permutations (workflows/decoding.py)
+DECODING = 5          # decoding: folds, permutations and data-efficiency draws (workflows/decoding.py)
 DIMENSIONALITY = 6    # windows drawn per electrode for PCA (workflows/dimensionality.py)
 OFFSET_CURVE = 7      # the readout-offset curve of the report, apart from the main decoding draws
 
