@@ -2,7 +2,8 @@
 
 Each function does one step of what ``bids-brainbert ... participant`` does, with the same defaults and the same
 code, on plain arrays and paths: nothing is written. Options are the command line's, in snake_case
-(``reference="car"``, ``superlet_n_freqs=20``, ``sampling_rate=1024``); see :class:`bids_brainbert.config.RunConfig`.
+(``reference="car"``, ``superlet_n_freqs=20``, ``sampling_rate=1024``); each function builds only the parameters
+of its own step (:mod:`bids_brainbert.params`, where their defaults and checks live).
 
 >>> from bids_brainbert import api
 >>> recording = api.load_preprocessed("rawdata/sub-01/ieeg/sub-01_task-x_ieeg.edf")       # doctest: +SKIP
@@ -24,9 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .bids import names
 from .bids.discovery import Recording, parse_entities
-from .config import RunConfig
 from .errors import UsageError
+from .params import PreprocessingParams, SpectrogramParams
 
 __all__ = ["PreprocessedRecording", "Spectrogram", "compute_spectrogram", "event_embeddings", "find_derivatives",
            "load_model", "load_preprocessed", "read_spectrogram", "sliding_embeddings", "window_exact_embeddings"]
@@ -89,13 +91,23 @@ class Spectrogram:
     sidecar: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def run_config(**options: Any) -> RunConfig:
-    """The CLI's defaults with ``options`` (RunConfig field names) applied; unknown names raise UsageError."""
-    known = {f.name for f in dataclasses.fields(RunConfig)}
+def step_options(options: dict[str, Any], *steps, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``options`` checked against the command-line options (snake_case) of ``steps``' parameters (and
+    ``extra`` names); an unknown name raises UsageError."""
+    known = set(extra).union(*(_option_names(step) for step in steps))
     unknown = sorted(set(options) - known)
     if unknown:
-        raise UsageError(f"unknown option(s) {', '.join(unknown)} (use the command line's names in snake_case)")
-    return dataclasses.replace(RunConfig(), **options)
+        raise UsageError(f"unknown option(s) {', '.join(unknown)} (use the command line's names in snake_case: "
+                         f"{', '.join(sorted(known))})")
+    return options
+
+
+def _option_names(step) -> set[str]:
+    from .params import StftOptions, SuperletSettings
+
+    if step is SpectrogramParams:   # its front ends' options too
+        return {*step.OPTIONS.values(), *SuperletSettings.OPTIONS.values(), *StftOptions.OPTIONS.values()}
+    return set(step.OPTIONS.values())
 
 
 def _recording(ieeg_file: PathLike) -> Recording:
@@ -124,10 +136,10 @@ def load_preprocessed(ieeg_file: PathLike, **options: Any) -> PreprocessedRecord
     from .io.loading import load_recording
     from .workflows.participant import preprocess
 
-    config = run_config(**options)
+    params = PreprocessingParams.from_options(step_options(options, PreprocessingParams))
     recording = _recording(ieeg_file)
-    loaded = load_recording(recording, include_dbs=config.include_dbs)
-    signal, sfreq, channels, provenance = preprocess(loaded, config, recording)
+    loaded = load_recording(recording, include_dbs=params.include_dbs)
+    signal, sfreq, channels, provenance = preprocess(loaded, params, recording)
     return PreprocessedRecording(signal=signal, sfreq=sfreq, channels=channels, events=loaded.events,
                                  provenance=provenance)
 
@@ -151,7 +163,8 @@ def compute_spectrogram(signal: np.ndarray, sfreq: float, **options: Any) -> Spe
     """
     from .transforms.spectrogram import spectrogram_front_end
 
-    front_end = spectrogram_front_end(run_config(**options), float(sfreq), "signal")
+    params = SpectrogramParams.from_options(step_options(options, SpectrogramParams))
+    front_end = spectrogram_front_end(params, float(sfreq), "signal")
     # the participant level stages the preprocessed signal as float32 before the transform: do the same, so
     # that this gives the very numbers of our derivatives
     signal = np.atleast_2d(np.asarray(signal, dtype=np.float32)).astype(np.float64)
@@ -176,8 +189,7 @@ def read_spectrogram(path: PathLike) -> Spectrogram:
     """
     data_path = Path(path).with_suffix(".npy")
     sidecar = json.loads(data_path.with_suffix(".json").read_text(encoding="utf-8"))
-    channels_file = data_path.with_name(sidecar.get("ChannelsFile",
-                                                    data_path.name.replace("_spectrogram.npy", "_channels.tsv")))
+    channels_file = data_path.with_name(sidecar.get("ChannelsFile", names.channels_of(data_path.name)))
     channels = pd.read_csv(channels_file, sep="\t", na_values=["n/a"], keep_default_na=False)
     return Spectrogram(data=np.load(data_path, mmap_mode="r"), freqs_hz=np.asarray(sidecar["FrequenciesHz"]),
                        frame_rate_hz=float(sidecar["SamplingFrequency"]),
@@ -307,8 +319,9 @@ def window_exact_embeddings(signal: np.ndarray, sfreq: float, model, onsets_s: n
 
     embedding_names = {f.name for f in dataclasses.fields(EmbeddingParams)}
     params = _embedding_params({k: v for k, v in options.items() if k in embedding_names})
-    front_end = spectrogram_front_end(run_config(**{k: v for k, v in options.items() if k not in embedding_names}),
-                                      float(sfreq), "signal")
+    front_end_options = step_options({k: v for k, v in options.items() if k not in embedding_names},
+                                     SpectrogramParams, extra=tuple(embedding_names))
+    front_end = spectrogram_front_end(SpectrogramParams.from_options(front_end_options), float(sfreq), "signal")
     onsets = None if onsets_s is None else np.asarray(onsets_s, float)
     result = embed(np.atleast_2d(np.asarray(signal)), front_end, model,
                    dataclasses.replace(params, pooling=window_pooling), params, onsets,

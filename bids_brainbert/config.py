@@ -19,9 +19,7 @@ import numpy as np
 import tomli_w
 
 from .errors import UsageError
-from .preprocessing.referencing import REFERENCE_SCHEMES  # noqa: F401 (choices for the parser)
-
-SPECTROGRAM_KINDS = ("superlet", "stft")
+from .params import EmbeddingSettings, PreprocessingParams, SpectrogramParams, default_of
 
 
 @dataclass
@@ -39,7 +37,7 @@ class RunConfig:
     task_label: list[str] = field(default_factory=list)
     run: list[str] = field(default_factory=list)
     bids_filter_file: Path | None = None
-    include_dbs: bool = False
+    include_dbs: bool = default_of("include_dbs")
 
     # execution
     work_dir: Path | None = None
@@ -50,44 +48,44 @@ class RunConfig:
     overwrite: bool = False
     verbose: int = 0
 
-    # preprocessing
-    line_noise: bool = True
-    line_noise_quality: float = 30.0
-    line_noise_max_hz: float = 360.0          # highest harmonic notched (BrainBERT: 360 Hz)
-    reference: str = "auto"
-    laplacian_min_neighbours: int = 2
-    sampling_rate: float = 2048.0            # Hz; 0 keeps each recording's own rate ('native')
+    # preprocessing (defaults, meanings and checks: bids_brainbert/params.py)
+    line_noise: bool = default_of("line_noise")
+    line_noise_quality: float = default_of("line_noise_quality")
+    line_noise_max_hz: float = default_of("line_noise_max_hz")
+    reference: str = default_of("reference")
+    laplacian_min_neighbours: int = default_of("laplacian_min_neighbours")
+    sampling_rate: float = default_of("sampling_rate")
 
     # spectrogram
-    spectrogram: str = "superlet"
-    superlet_freq_min: float = 0.1
-    superlet_freq_max: float = 200.0
-    superlet_n_freqs: int = 40
-    superlet_base_cycles: float = 1.0
-    superlet_order_min: float = 3.0
-    superlet_order_max: float = 30.0
-    superlet_decimation: int = 50
-    superlet_mode: str = "adaptive"           # or "multiplicative"
-    superlet_definition: str = "brainbert"    # wavelet set: "brainbert" (c1*order_min .. c1*o cycles) or "moca"
-    superlet_backend: str = "auto"            # "auto": torch on CUDA when available, else numpy; "numpy"; "torch"
-    stft_nperseg: int = 400
-    stft_noverlap: int = 350
-    stft_n_bins: int = 40
-    channel_batch_size: int = 16
+    spectrogram: str = default_of("spectrogram")
+    superlet_freq_min: float = default_of("superlet_freq_min")
+    superlet_freq_max: float = default_of("superlet_freq_max")
+    superlet_n_freqs: int = default_of("superlet_n_freqs")
+    superlet_base_cycles: float = default_of("superlet_base_cycles")
+    superlet_order_min: float = default_of("superlet_order_min")
+    superlet_order_max: float = default_of("superlet_order_max")
+    superlet_decimation: int = default_of("superlet_decimation")
+    superlet_mode: str = default_of("superlet_mode")
+    superlet_definition: str = default_of("superlet_definition")
+    superlet_backend: str = default_of("superlet_backend")
+    stft_nperseg: int = default_of("stft_nperseg")
+    stft_noverlap: int = default_of("stft_noverlap")
+    stft_n_bins: int = default_of("stft_n_bins")
+    channel_batch_size: int = default_of("channel_batch_size")
 
     # model and embeddings
     model: Path | None = None                 # checkpoint for embeddings (default: the group model, if trained)
     model_label: str = "brainbert"            # desc label of the model folder and embedding files
-    embedding_layer: int = -1
-    embedding_pooling: str = "middle"               # event embeddings (decoding; BrainBERT: middle frames)
-    embedding_window_pooling: str = "mean"          # sliding-window embeddings (dimensionality; BrainBERT: all)
-    embedding_middle_frames: int = 10
-    embedding_window_s: float = 5.0
-    embedding_stride_s: float = 0.0           # 0 = the window length (non-overlapping)
-    embedding_batch_size: int = 64
-    embedding_windowing: str = "auto"         # "auto" | "recording" | "brainbert" (see bids_brainbert/windowing.py)
-    device: str = "auto"
-    precision: str = "float32"                # "float32", "bfloat16" (autocast), "auto" (bf16 where native)
+    embedding_layer: int = default_of("embedding_layer")
+    embedding_pooling: str = default_of("embedding_pooling")
+    embedding_window_pooling: str = default_of("embedding_window_pooling")
+    embedding_middle_frames: int = default_of("embedding_middle_frames")
+    embedding_window_s: float = default_of("embedding_window_s")
+    embedding_stride_s: float = default_of("embedding_stride_s")
+    embedding_batch_size: int = default_of("embedding_batch_size")
+    embedding_windowing: str = default_of("embedding_windowing")
+    device: str = default_of("device")
+    precision: str = default_of("precision")
 
     # group-level pretraining
     init_model: Path | None = None
@@ -110,7 +108,7 @@ class RunConfig:
     decoding_window_s: float = 5.0
     decoding_features: list[str] = field(default_factory=lambda: ["voltage", "superlet", "stft", "laplacian",
                                                                    "embeddings", "random"])
-    decoding_offset_s: float = 0.0            # readout centre relative to the onset (BrainBERT: 0)
+    decoding_offset_s: float = default_of("decoding_offset_s")   # readout centre relative to the onset
     decoding_folds: int = 5
     decoding_permutations: int = 100
     decoding_permutation_scheme: str = "shuffle"                  # "shuffle" | "shift" (block designs)
@@ -125,6 +123,20 @@ class RunConfig:
     dimensionality_threshold: float = 0.95
     atlas: Path | None = None
     atlas_labels: Path | None = None
+
+    # the step parameters, built (and so validated) from these options
+    def preprocessing_params(self) -> PreprocessingParams:
+        return PreprocessingParams.from_options(vars(self))
+
+    def spectrogram_params(self) -> SpectrogramParams:
+        return SpectrogramParams.from_options(vars(self))
+
+    def embedding_settings(self) -> EmbeddingSettings:
+        return EmbeddingSettings.from_options(vars(self))
+
+    def check_step_params(self) -> None:
+        """Every step's parameters are valid (UsageError naming the option otherwise)."""
+        self.preprocessing_params(), self.spectrogram_params(), self.embedding_settings()
 
     def to_toml_dict(self) -> dict[str, Any]:
         """A TOML-serialisable dict (None values dropped, paths as strings)."""

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from functools import lru_cache
-from typing import Any, ContextManager
-
-import torch
+from typing import TYPE_CHECKING, Any, ContextManager
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -57,6 +58,8 @@ def resolve_precision(request: str, device: torch.device | str) -> str:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {request!r}")
     if request != "auto":
         return request
+    import torch   # not at the top: the configuration checks --precision's choices before torch is needed
+
     device = torch.device(device)
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
@@ -71,6 +74,8 @@ def autocast(precision: str, device: torch.device | str) -> ContextManager[Any]:
         return nullcontext()
     if precision != "bfloat16":
         raise UsageError(f"precision must be resolved to float32 or bfloat16 first, got {precision!r}")
+    import torch
+
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 

@@ -98,7 +98,11 @@ def test_preprocessing_options_reach_the_signal(demo_out):
 
 def test_bad_inputs_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="unknown option"):
-        api.run_config(sampling_rte=100)
+        api.load_preprocessed(tmp_path / "sub-01_task-x_ieeg.edf", sampling_rte=100)
+    with pytest.raises(UsageError, match="unknown option"):   # a front-end option is not preprocessing's
+        api.load_preprocessed(tmp_path / "sub-01_task-x_ieeg.edf", superlet_n_freqs=10)
+    with pytest.raises(UsageError, match="superlet-freq-min"):   # checked once, by the parameters
+        api.compute_spectrogram(np.zeros((1, 4096)), 2048.0, superlet_freq_min=300.0)
     with pytest.raises(UsageError, match="not an existing BIDS iEEG recording"):
         api.load_preprocessed(tmp_path / "sub-01_task-x_ieeg.edf")
     (tmp_path / "models" / "checkpoints").mkdir(parents=True)

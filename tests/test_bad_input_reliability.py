@@ -359,7 +359,10 @@ def _sample(action: argparse.Action, tmp: Path) -> list[str]:
     special = {"participant_label": ["01", "02"], "exclude_participant_label": ["03"],
                "holdout_participant_label": ["01"], "session_label": ["abc", "def2"], "task_label": ["x1"],
                "run": ["1", "3"], "decoding_contrast": ["a,b", "c,d"], "sampling_rate": ["native"],
-               "data_efficiency_sizes": ["30", "60"]}
+               "data_efficiency_sizes": ["30", "60"],
+               # values the parameters' cross-option checks accept with any other sample (orders >= 1, the
+               # STFT overlap below the window)
+               "superlet_order_min": ["2"], "stft_nperseg": ["512"]}
     if dest in special:
         return special[dest]
     if isinstance(default, Path) or "Path" in str(RunConfig.__dataclass_fields__[dest].type):

@@ -184,7 +184,7 @@ def test_readout_offset_moves_the_middle_frames_and_finds_a_delayed_response():
     """A 40 Hz burst 0.3 s after each onset: the readout centred there sees it, the one on the onset does not;
     one transform serves every offset."""
     from bids_brainbert.analyses.features import spectrogram_features, spectrogram_features_at_offsets
-    from bids_brainbert.config import RunConfig
+    from bids_brainbert.params import SpectrogramParams, StftParams
     from bids_brainbert.transforms.spectrogram import spectrogram_front_end
 
     sfreq = 512.0
@@ -195,8 +195,8 @@ def test_readout_offset_moves_the_middle_frames_and_finds_a_delayed_response():
         inside = (t >= onset + 0.25) & (t < onset + 0.35)
         burst[inside] = np.sin(2 * np.pi * 40 * t[inside])
     signal = np.stack([burst + 0.01 * np.random.default_rng(0).standard_normal(len(t))])
-    front_end = spectrogram_front_end(RunConfig(spectrogram="stft", stft_nperseg=64, stft_noverlap=56,
-                                                stft_n_bins=33), sfreq, "test")
+    front_end = spectrogram_front_end(SpectrogramParams(kind="stft", stft=StftParams(nperseg=64, noverlap=56, n_bins=33)),
+                                      sfreq, "test")
     band = np.argmin(np.abs(front_end.freqs_hz - 40))
     grid = spectrogram_features_at_offsets(signal, front_end, onsets, 2.0, 4, (0.0, 0.3))
     at_onset, after = grid[0, 0, :, band], grid[1, 0, :, band]

@@ -12,8 +12,8 @@ import torch
 from scipy import signal as sps
 
 from bids_brainbert.cli.run import main
-from bids_brainbert.config import RunConfig
 from bids_brainbert.errors import UsageError
+from bids_brainbert.params import SpectrogramParams
 from bids_brainbert.transforms.spectrogram import spectrogram_front_end
 from bids_brainbert.transforms.superlet import SuperletParams
 from bids_brainbert.windowing import (brainbert_window_inputs, event_sample_starts, resolve_windowing,
@@ -49,7 +49,7 @@ def window_signal(seed: int, n: int = WINDOW) -> np.ndarray:
 
 
 def test_stft_windows_as_the_original():
-    front_end = spectrogram_front_end(RunConfig(spectrogram="stft"), SFREQ)
+    front_end = spectrogram_front_end(SpectrogramParams(kind="stft"), SFREQ)
     windows = np.stack([window_signal(1), window_signal(2)])
     ours = brainbert_window_inputs(front_end, windows)
     assert ours.shape == (2, 186, 40) and ours.dtype == np.float32
@@ -58,7 +58,7 @@ def test_stft_windows_as_the_original():
 
 
 def test_superlet_windows_as_the_original():
-    front_end = spectrogram_front_end(RunConfig(), SFREQ)   # BrainBERT's superlet parameters and wavelet set
+    front_end = spectrogram_front_end(SpectrogramParams(), SFREQ)   # BrainBERT's superlet parameters and wavelet set
     x = window_signal(3)
     ours = brainbert_window_inputs(front_end, x[None])[0]
     assert ours.shape == (195, 40)

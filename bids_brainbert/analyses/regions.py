@@ -8,9 +8,12 @@ centimetres (coordsystem.json ``iEEGCoordinateUnits``) are converted to millimet
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..errors import UsageError
 
 UNKNOWN = "unknown"
 REGION_COLUMNS = ("region", "label", "anatomical_label", "anatomy")
@@ -81,3 +84,40 @@ def assign_regions(table: pd.DataFrame, atlas: Atlas | None = None, units: str |
         for i, name in zip(missing, atlas_labels(millimetres(xyz, units), atlas)):
             regions[i], sources[i] = name, atlas.source
     return regions, sources
+
+def load_atlas(image: Path | None, labels: Path | None) -> Atlas | None:
+    """Read ``--atlas`` (NIfTI label image) and ``--atlas-labels`` (TSV with index and name columns)."""
+    if image is None and labels is None:
+        return None
+    if image is None or labels is None:
+        raise UsageError(f"{image or labels}: --atlas and --atlas-labels must be given together")
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(image))
+        data = np.asarray(img.dataobj)
+    except FileNotFoundError:
+        raise UsageError(f"{image}: atlas image not found") from None
+    except Exception as exc:  # nibabel raises several types for a file that is not an image
+        raise UsageError(f"{image}: not a readable NIfTI label image ({str(exc).splitlines()[0]})") from None
+    if data.ndim < 3 or (data.ndim > 3 and any(s != 1 for s in data.shape[3:])):
+        raise UsageError(f"{image}: atlas must be a 3-d label image, got shape {data.shape}")
+    data = data.reshape(data.shape[:3])
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.all(np.isfinite(data)) or not np.allclose(data, np.round(data)):
+            raise UsageError(f"{image}: atlas voxels must hold integer labels")
+        data = np.round(data).astype(np.int64)
+    try:
+        table = pd.read_csv(labels, sep="\t", keep_default_na=False)
+    except FileNotFoundError:
+        raise UsageError(f"{labels}: atlas label table not found") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise UsageError(f"{labels}: unreadable atlas label table ({str(exc).splitlines()[0]})") from None
+    if not {"index", "name"} <= set(table.columns):
+        raise UsageError(f"{labels}: atlas label table needs 'index' and 'name' columns (found: "
+                         f"{', '.join(map(str, table.columns))})")
+    index = pd.to_numeric(table["index"], errors="coerce")
+    if index.isna().any() or not np.allclose(index, np.round(index)):
+        raise UsageError(f"{labels}: 'index' column must hold integers")
+    names = dict(zip(index.astype(int).tolist(), table["name"].astype(str).tolist()))
+    return Atlas(data=data, affine=np.asarray(img.affine, float), names=names, source=Path(image).name)

@@ -29,12 +29,13 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import RecordingError, UsageError
+from . import names
 from .discovery import Recording
 
 APP_NAME = "bids-brainbert"
 CODE_URL = "https://github.com/bids-brainbert/bids-brainbert"
 BIDS_VERSION = "1.10.0"
-# BIDS has no suffix for these: the validator is told to ignore them (REFERENCE §2).
+# BIDS has no suffix for these: the validator is told to ignore them.
 # (directory patterns without a trailing slash: the validator does not match "dir/")
 BIDSIGNORE_PATTERNS = ("*_spectrogram.npy", "*_spectrogram.json", "*_embeddings.npy", "*_embeddings.json",
                        "*_embeddings.tsv", "sub-*/log", "*.html", "models", "figures", "logs", "task-*_desc-*")
@@ -44,13 +45,7 @@ TMP_MARK = ".tmp-"
 def spectrogram_paths(output_dir: Path, recording: Recording, kind: str) -> dict[str, Path]:
     """Output paths of a recording's spectrogram derivative (data, sidecar, channel table)."""
     folder = output_dir / recording.path.parent.relative_to(_dataset_root_of(recording))
-    base = f"{recording.stem_entities}_desc-{kind}"
-    return {
-        "data": folder / f"{base}_spectrogram.npy",
-        "sidecar": folder / f"{base}_spectrogram.json",
-        "channels": folder / f"{base}_channels.tsv",
-        "channels_sidecar": folder / f"{base}_channels.json",
-    }
+    return {role: folder / name for role, name in names.spectrogram_files(recording.stem_entities, kind).items()}
 
 
 def _dataset_root_of(recording: Recording) -> Path:
@@ -300,6 +295,6 @@ def open_spectrogram(path: Path, channel: str | int | None = None, mmap: bool = 
     if channel is None:
         return array
     if isinstance(channel, str):
-        names = pd.read_csv(str(path).replace("_spectrogram.npy", "_channels.tsv"), sep="\t")["name"].tolist()
-        channel = names.index(channel)
+        channel_names = pd.read_csv(path.with_name(names.channels_of(path.name)), sep="\t")["name"].tolist()
+        channel = channel_names.index(channel)
     return np.asarray(array[channel])

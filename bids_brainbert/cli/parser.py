@@ -1,7 +1,8 @@
 """The command line, following the BIDS-Apps conventions (see the README for every option and exit code).
 
 Options are parsed with ``argparse.SUPPRESS`` defaults so that only what the user typed overrides the
-``--config-file``; the defaults live in :class:`bids_brainbert.config.RunConfig`.
+``--config-file``; the defaults live in :mod:`bids_brainbert.params` (the steps' parameters) and
+:class:`bids_brainbert.config.RunConfig` (the rest), and the help quotes them from there.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ import math
 from pathlib import Path
 
 from .. import __version__
-from ..config import REFERENCE_SCHEMES, SPECTROGRAM_KINDS  # noqa: F401 (re-exported for the parser)
+from ..params import POOLINGS, SPECTROGRAM_KINDS, SUPERLET_BACKENDS, SUPERLET_MODES, default_of
+from ..precision import PRECISIONS
+from ..preprocessing.referencing import REFERENCE_SCHEMES
+from ..transforms.superlet_params import DEFINITIONS
+from ..windowing import WINDOWINGS
+from ..workflows.steps import ANALYSES
 from ..errors import UsageError
 
 ANALYSIS_LEVELS = ("participant", "group")
@@ -71,6 +77,12 @@ def _sampling_rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a rate in Hz (a number > 0) or 'native', got {text!r}") from None
 
 
+def _d(option: str) -> str:
+    """A step parameter's default as the help quotes it (0.1, 200, 40)."""
+    value = default_of(option)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="bids-brainbert",
@@ -109,35 +121,48 @@ def build_parser() -> argparse.ArgumentParser:
     pre = parser.add_argument_group("preprocessing")
     pre.add_argument("--no-line-noise", dest="line_noise", action="store_false",
                      help="do not notch PowerLineFrequency and its harmonics")
-    pre.add_argument("--line-noise-quality", type=_positive_float, metavar="Q", help="notch quality factor (30)")
+    pre.add_argument("--line-noise-quality", type=_positive_float, metavar="Q",
+                     help=f"notch quality factor ({_d('line_noise_quality')})")
     pre.add_argument("--line-noise-max-hz", type=_positive_float, metavar="HZ",
-                     help="highest harmonic notched in Hz (360, as BrainBERT)")
+                     help=f"highest harmonic notched in Hz ({_d('line_noise_max_hz')}, as BrainBERT)")
     pre.add_argument("--reference", choices=REFERENCE_SCHEMES,
                      help="re-reference: auto = shaft Laplacian for sEEG/DBS, common average per group for ECoG")
     pre.add_argument("--laplacian-min-neighbours", type=_integer, choices=(1, 2),
-                     help="contacts need this many shaft neighbours (2 as BrainBERT; 1 keeps shaft ends)")
+                     help=f"contacts need this many shaft neighbours ({_d('laplacian_min_neighbours')} as BrainBERT; 1 keeps "
+                          "shaft ends)")
     pre.add_argument("--sampling-rate", type=_sampling_rate, metavar="HZ",
-                     help="analysis rate in Hz (default 2048, as BrainBERT), or 'native'")
+                     help=f"analysis rate in Hz (default {_d('sampling_rate')}, as BrainBERT), or 'native'")
 
     spec = parser.add_argument_group("spectrogram")
-    spec.add_argument("--spectrogram", choices=SPECTROGRAM_KINDS, help="time-frequency front end (superlet)")
-    spec.add_argument("--superlet-freq-min", type=_positive_float, metavar="HZ", help="lowest frequency (0.1)")
-    spec.add_argument("--superlet-freq-max", type=_positive_float, metavar="HZ", help="highest frequency (200)")
-    spec.add_argument("--superlet-n-freqs", type=_positive_int, metavar="N", help="number of frequencies (40)")
-    spec.add_argument("--superlet-base-cycles", type=_positive_float, metavar="C1", help="cycles of order 1 (1)")
-    spec.add_argument("--superlet-order-min", type=_positive_float, metavar="O", help="order at lowest frequency (3)")
-    spec.add_argument("--superlet-order-max", type=_positive_float, metavar="O", help="order at highest frequency (30)")
-    spec.add_argument("--superlet-decimation", type=_positive_int, metavar="N", help="output every Nth sample (50)")
-    spec.add_argument("--superlet-mode", choices=("adaptive", "multiplicative"),
+    spec.add_argument("--spectrogram", choices=SPECTROGRAM_KINDS,
+                      help=f"time-frequency front end ({_d('spectrogram')})")
+    spec.add_argument("--superlet-freq-min", type=_positive_float, metavar="HZ",
+                      help=f"lowest frequency ({_d('superlet_freq_min')})")
+    spec.add_argument("--superlet-freq-max", type=_positive_float, metavar="HZ",
+                      help=f"highest frequency ({_d('superlet_freq_max')})")
+    spec.add_argument("--superlet-n-freqs", type=_positive_int, metavar="N",
+                      help=f"number of frequencies ({_d('superlet_n_freqs')})")
+    spec.add_argument("--superlet-base-cycles", type=_positive_float, metavar="C1",
+                      help=f"cycles of order 1 ({_d('superlet_base_cycles')})")
+    spec.add_argument("--superlet-order-min", type=_positive_float, metavar="O",
+                      help=f"order at lowest frequency ({_d('superlet_order_min')})")
+    spec.add_argument("--superlet-order-max", type=_positive_float, metavar="O",
+                      help=f"order at highest frequency ({_d('superlet_order_max')})")
+    spec.add_argument("--superlet-decimation", type=_positive_int, metavar="N",
+                      help=f"output every Nth sample ({_d('superlet_decimation')})")
+    spec.add_argument("--superlet-mode", choices=SUPERLET_MODES,
                       help="order rises with frequency (adaptive, BrainBERT) or is the highest everywhere")
-    spec.add_argument("--superlet-definition", choices=("brainbert", "moca"),
+    spec.add_argument("--superlet-definition", choices=DEFINITIONS,
                       help="wavelet set of a superlet: brainbert: c1*order_min .. c1*o cycles, as BrainBERT's code "
                            "(default); moca: c1*1 .. c1*o cycles, as Moca et al. 2021")
-    spec.add_argument("--superlet-backend", choices=("auto", "numpy", "torch"),
-                      help="auto: torch on the --device GPU when one is available, else numpy (auto)")
-    spec.add_argument("--stft-nperseg", type=_positive_int, metavar="N", help="STFT window length in samples (400)")
-    spec.add_argument("--stft-noverlap", type=_integer, metavar="N", help="STFT window overlap in samples (350)")
-    spec.add_argument("--stft-n-bins", type=_positive_int, metavar="N", help="STFT bins kept from 0 Hz (40)")
+    spec.add_argument("--superlet-backend", choices=SUPERLET_BACKENDS,
+                      help=f"auto: torch on the --device GPU when one is available, else numpy ({_d('superlet_backend')})")
+    spec.add_argument("--stft-nperseg", type=_positive_int, metavar="N",
+                      help=f"STFT window length in samples ({_d('stft_nperseg')})")
+    spec.add_argument("--stft-noverlap", type=_integer, metavar="N",
+                      help=f"STFT window overlap in samples ({_d('stft_noverlap')})")
+    spec.add_argument("--stft-n-bins", type=_positive_int, metavar="N",
+                      help=f"STFT bins kept from 0 Hz ({_d('stft_n_bins')})")
     spec.add_argument("--channel-batch-size", type=_positive_int, metavar="N", help="channels transformed at once")
 
     model = parser.add_argument_group("model and embeddings")
@@ -146,29 +171,33 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: the group model in OUTPUT_DIR/models, if trained)")
     model.add_argument("--model-label", metavar="LABEL", help="desc label of the model and its embeddings (brainbert)")
     model.add_argument("--embedding-layer", type=_integer, metavar="I", help="-1 last layer, 0 input stage, i layer i")
-    model.add_argument("--embedding-pooling", choices=("middle", "mean"),
+    model.add_argument("--embedding-pooling", choices=POOLINGS,
                        help="readout of the event embeddings used for decoding: middle: mean of the middle frames "
                             "(BrainBERT's probes); mean: all frames")
-    model.add_argument("--embedding-window-pooling", choices=("middle", "mean"),
+    model.add_argument("--embedding-window-pooling", choices=POOLINGS,
                        help="readout of the sliding-window embeddings used for intrinsic dimensionality: mean of all "
                             "frames (BrainBERT's analysis, default) or of the middle frames")
-    model.add_argument("--embedding-middle-frames", type=_positive_int, metavar="K", help="frames for middle pooling (10)")
-    model.add_argument("--embedding-window-s", type=_positive_float, metavar="S", help="window length in seconds (5)")
+    model.add_argument("--embedding-middle-frames", type=_positive_int, metavar="K",
+                       help=f"frames for middle pooling ({_d('embedding_middle_frames')})")
+    model.add_argument("--embedding-window-s", type=_positive_float, metavar="S",
+                       help=f"window length in seconds ({_d('embedding_window_s')})")
     model.add_argument("--embedding-stride-s", type=_positive_float, metavar="S", help="sliding-window step (= window)")
-    model.add_argument("--embedding-windowing", choices=("auto", "recording", "brainbert"),
+    model.add_argument("--embedding-windowing", choices=WINDOWINGS,
                        help="model input: recording: windows cut from the whole-recording spectrogram; brainbert: "
                             "each window transformed alone and normalised as the original code did; auto: brainbert "
-                            "for the published weights, else recording (auto)")
-    model.add_argument("--embedding-batch-size", type=_positive_int, metavar="N", help="windows per forward pass (64)")
+                            f"for the published weights, else recording ({_d('embedding_windowing')})")
+    model.add_argument("--embedding-batch-size", type=_positive_int, metavar="N",
+                       help=f"windows per forward pass ({_d('embedding_batch_size')})")
     model.add_argument("--device", metavar="DEV", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    model.add_argument("--precision", choices=("auto", "float32", "bfloat16"),
+    model.add_argument("--precision", choices=PRECISIONS,
                        help="model arithmetic for pretraining and embeddings: float32 (default, the same numbers on "
                             "any machine), bfloat16 autocast (3x faster on CPUs with native bf16), auto: bfloat16 "
                             "on CUDA and on CPUs with native bf16, else float32")
 
     group = parser.add_argument_group("group level: pretraining")
     group.add_argument("--init-model", type=Path, metavar="PATH", help="start pretraining from this checkpoint")
-    group.add_argument("--model-size", choices=("small", "base", "large"), help="encoder size (small; large = published)")
+    group.add_argument("--model-size", choices=("small", "base", "large"),
+                       help="encoder size (small; large = published)")
     group.add_argument("--train-steps", type=_positive_int, metavar="N", help="optimizer steps (2000)")
     group.add_argument("--batch-size", type=_positive_int, metavar="N", help="windows per step and process (64)")
     group.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="peak learning rate (1e-4)")
@@ -176,14 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--mask-probability", type=_positive_float, metavar="P", help="span start probability (0.05)")
     group.add_argument("--train-window-s", type=_positive_float, metavar="S", help="pretraining window length (5)")
     group.add_argument("--validation-split", choices=("run", "subject"), help="validation held out by run or subject")
-    group.add_argument("--validation-fraction", type=_number, metavar="F", help="fraction held out for validation (0.1)")
+    group.add_argument("--validation-fraction", type=_number, metavar="F",
+                       help="fraction held out for validation (0.1)")
     group.add_argument("--holdout-participant-label", nargs="+", metavar="LABEL",
                        help="subjects left out of pretraining (generalization); embeddings are still written")
     group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (500)")
 
     ana = parser.add_argument_group("group level: analyses and reports")
-    ana.add_argument("--analysis", choices=("all", "pretrain", "decoding", "population", "finetune", "dimensionality",
-                                                 "reports"),
+    ana.add_argument("--analysis", choices=tuple(ANALYSES),
                      help="all: pretrain, embed, decode, population model, dimensionality, reports; the others run "
                           "alone from existing derivatives (pretrain = pretrain + embed); reports are refreshed "
                           "after each; finetune (fine-tuning per electrode) is not part of all")
@@ -198,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "weights (seeded by --random-seed), embedded and decoded as its own feature")
     ana.add_argument("--decoding-offset-s", type=_finite_number, metavar="S",
                      help="centre of the readout (the middle frames of the spectrogram features and embeddings) "
-                          "relative to the event onset (0, as BrainBERT; e.g. 0.2 for responses after the onset)")
+                          f"relative to the event onset ({_d('decoding_offset_s')}, as BrainBERT; e.g. 0.2 for responses after the "
+                          "onset)")
     ana.add_argument("--decoding-folds", type=_min_two, metavar="K", help="outer folds when a subject has one run (5)")
     ana.add_argument("--decoding-permutations", type=_non_negative_int, metavar="N",
                      help="label permutations for chance level and p-values; each refits the nested "

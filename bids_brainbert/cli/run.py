@@ -22,6 +22,7 @@ from ..errors import (EXIT_OK, EXIT_PROCESSING_FAILURE, BadAnalysisLevelError, B
                       OneLineFormatter, UsageError, one_line, resource_exhaustion)
 from ..interrupts import sigterm_as_keyboard_interrupt
 from ..threads import limit_threads
+from ..workflows.steps import runs, steps_for
 from .parser import ANALYSIS_LEVELS, build_demo_parser, build_parser
 
 LOGGER = logging.getLogger("bids_brainbert")
@@ -171,6 +172,7 @@ def resolve(config: RunConfig) -> RunConfig:
         # a model pretrained without some subjects must not overwrite (or be mistaken for) the full one
         resolved = replace(resolved, model_label=RunConfig.model_label + "Holdout" +
                            "".join(resolved.holdout_participant_label))
+    resolved.check_step_params()   # cross-option checks (--stft-noverlap < --stft-nperseg), once, before any work
     return resolved
 
 
@@ -214,11 +216,12 @@ def run_app(argv: list[str]) -> int:
     from ..workflows.participant import run_participant_level, spectrogram_paths_for
 
     model_source = find_model(config) if config.analysis_level == "participant" else None
-    if config.analysis_level == "group" and config.analysis in ("all", "pretrain"):
+    steps = steps_for(config.analysis) if config.analysis_level == "group" else []
+    if any(step.needs_training_files for step in steps):
         from ..workflows.group import training_files
 
         training_files(config, recordings)  # fails before anything is written if the participant level is missing
-    if config.analysis_level == "group" and config.analysis in ("all", "decoding", "dimensionality"):
+    if any(step.needs_atlas for step in steps):
         from ..workflows.analyses import load_atlas
 
         load_atlas(config.atlas, config.atlas_labels)  # a bad atlas fails before hours of pretraining
@@ -227,7 +230,7 @@ def run_app(argv: list[str]) -> int:
         for recording in recordings:
             print(f"  {recording.relative_path} -> {spectrogram_paths_for(config, recording)['data']}")
         if config.analysis_level == "group":
-            if config.analysis in ("all", "pretrain"):
+            if runs(config.analysis, "pretrain"):
                 print(f"  then pretrain a {config.model_size} model ({config.train_steps} steps) and embed every "
                       "recording")
             if config.analysis != "pretrain":

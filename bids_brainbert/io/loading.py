@@ -32,6 +32,7 @@ import pandas as pd
 from ..bids.containment import check_brainvision_references, warn_about_links_leaving
 from ..bids.discovery import COMPANION_OF, UNREADABLE_EXTENSIONS, Recording
 from ..errors import RecordingError
+from ..params import SpectrogramParams
 from . import formats
 
 LOGGER = logging.getLogger("bids_brainbert")
@@ -574,23 +575,25 @@ def warn_if_implausible_amplitude(recording: Recording, data: np.ndarray | None 
     return typical
 
 
-def check_fits_analysis(recording: Recording, loaded: LoadedRecording, config) -> None:
-    """The recording must hold one analysis window (BrainBERT's input, ``--embedding-window-s``) and its own
-    sampling rate must resolve the highest analysed frequency: resampling to 2048 Hz adds no content above the
-    recording's Nyquist frequency, so a spectrogram there would be empty, not measured."""
+def check_fits_analysis(recording: Recording, loaded: LoadedRecording, spectrogram: SpectrogramParams,
+                        sampling_rate: float, window_s: float) -> None:
+    """The recording must hold one analysis window of ``window_s`` seconds (BrainBERT's input,
+    ``--embedding-window-s``) and its own sampling rate must resolve the highest analysed frequency: resampling
+    to ``sampling_rate`` Hz (0: its own) adds no content above the recording's Nyquist frequency, so a
+    spectrogram there would be empty, not measured."""
     duration = loaded.n_samples / loaded.sfreq
-    if duration < config.embedding_window_s:
+    if duration < window_s:
         raise RecordingError(f"{recording.path}: recording is {duration:.3g} s long, shorter than one "
-                             f"{config.embedding_window_s:g} s analysis window (--embedding-window-s)")
-    if config.spectrogram == "stft":
-        rate = config.sampling_rate or loaded.sfreq
-        highest, option = (config.stft_n_bins - 1) * rate / config.stft_nperseg, "--stft-n-bins"
+                             f"{window_s:g} s analysis window (--embedding-window-s)")
+    if spectrogram.kind == "stft":
+        rate = sampling_rate or loaded.sfreq
+        highest, option = (spectrogram.stft.n_bins - 1) * rate / spectrogram.stft.nperseg, "--stft-n-bins"
     else:
-        highest, option = config.superlet_freq_max, "--superlet-freq-max"
+        highest, option = spectrogram.superlet.freq_max, "--superlet-freq-max"
     nyquist = loaded.sfreq / 2
     if highest >= nyquist:
         raise RecordingError(f"{recording.path}: sampling rate {loaded.sfreq:g} Hz (Nyquist {nyquist:g} Hz) cannot "
-                             f"resolve the highest {config.spectrogram} frequency {highest:g} Hz (lower {option})")
+                             f"resolve the highest {spectrogram.kind} frequency {highest:g} Hz (lower {option})")
 
 
 # A channel is saturated (clipped) when more than this fraction of its samples sit exactly on its minimum or

@@ -30,7 +30,6 @@ import math
 import os
 import pickle
 import platform
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -40,6 +39,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
+from ..bids.derivatives import atomic_path
 from ..errors import EXIT_CHECKPOINT, BidsBrainbertError, CheckpointError
 from . import omegaconf_plain
 from .encoder import BrainBertPretrainModel, ModelConfig, count_parameters, sinusoidal_positions
@@ -57,17 +57,8 @@ PUBLISHED_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 
 # --------------------------------------------------------------------------------------------------- helpers
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

@@ -1,6 +1,6 @@
 """The BrainBERT transformer: spectrogram frames in, one hidden vector per frame out.
 
-Architecture (REFERENCE §1, "Model"): Linear(n_freqs → d_model) + fixed sinusoidal positions + LayerNorm +
+Architecture (Wang et al. 2023 and its code): Linear(n_freqs → d_model) + fixed sinusoidal positions + LayerNorm +
 dropout, then a stack of post-LN transformer encoder layers (GELU, batch-first), and for pretraining a
 reconstruction head Linear(d → d), GELU, LayerNorm, Linear(d → n_freqs). There is no CLS token: every frame
 gets its own vector.
@@ -114,7 +114,7 @@ def _short(value: Any) -> str:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # Published sizes (REFERENCE §1): small 4.7 M, base 21.9 M, large 43.2 M parameters with the head.
+    # Published sizes (Wang et al. 2023): small 4.7 M, base 21.9 M, large 43.2 M parameters with the head.
     "small": ModelConfig(d_model=384, n_layers=3, n_heads=12, d_ff=1200),
     "base": ModelConfig(d_model=768, n_layers=3, n_heads=12, d_ff=3072),
     "large": ModelConfig(d_model=768, n_layers=6, n_heads=12, d_ff=3072),

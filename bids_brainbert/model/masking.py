@@ -1,6 +1,6 @@
 """Masked spectrogram modelling: pick time spans and frequency spans, corrupt them, remember which cells.
 
-Per example (a (T, F) window), following REFERENCE §1 "Pretraining":
+Per example (a (T, F) window), following BrainBERT's pretraining (Wang et al. 2023 and its code):
 
 - time spans: each frame in ``[0, T - time_span_max]`` starts a span with probability ``p_time``; the span lasts
   ``time_span_min..time_span_max`` frames (uniform) and covers every frequency;

@@ -6,6 +6,8 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
+from ..workflows.steps import runs
+
 PACKAGES = ("numpy", "scipy", "pandas", "mne", "mne-bids", "torch", "scikit-learn", "nibabel", "matplotlib")
 
 
@@ -38,13 +40,17 @@ def methods_text(settings: dict[str, Any], versions: dict[str, str], app_version
     def wanted(section: str) -> bool:
         if sections is not None:
             return section in sections
-        return analysis in ("all", section) or (section == "pretrain" and bool(model))
+        return runs(analysis, section) or (section == "pretrain" and bool(model))
 
     if s.get("spectrogram", "superlet") == "superlet":
-        transform = (f"an adaptive superlet transform (Moca et al., 2021; {s['superlet_n_freqs']} frequencies "
+        if s.get("superlet_mode", "adaptive") == "multiplicative":
+            orders = f"order {s['superlet_order_max']:g} at every frequency"
+        else:
+            orders = f"orders {s['superlet_order_min']:g} to {s['superlet_order_max']:g} rising with frequency"
+        transform = (f"{'a multiplicative' if s.get('superlet_mode') == 'multiplicative' else 'an adaptive'} "
+                     f"superlet transform (Moca et al., 2021; {s['superlet_n_freqs']} frequencies "
                      f"linearly spaced from {s['superlet_freq_min']:g} to {s['superlet_freq_max']:g} Hz, base cycles "
-                     f"{s['superlet_base_cycles']:g}, orders {s['superlet_order_min']:g} to "
-                     f"{s['superlet_order_max']:g}, {_wavelet_set_text(s)}, output decimated by "
+                     f"{s['superlet_base_cycles']:g}, {orders}, {_wavelet_set_text(s)}, output decimated by "
                      f"{s['superlet_decimation']})")
     else:
         transform = (f"a short-time Fourier transform (Hann window of {s['stft_nperseg']} samples, overlap "

@@ -1,4 +1,6 @@
-"""Masked-spectrogram pretraining: data order, masking, optimisation, checkpoints, resume, DDP.
+"""Masked-spectrogram pretraining: the loop (data order, masking, steps, validation, checkpoints written, resume);
+the optimizers and schedule are in :mod:`.optim`, the torchrun set-up in :mod:`.distributed`, finding the newest
+checkpoint in :mod:`.checkpoint_index`.
 
 :func:`pretrain` trains a :class:`~bids_brainbert.model.BrainBertPretrainModel` on
 :class:`~bids_brainbert.training.windows.SpectrogramWindows` and writes resumable checkpoints under
@@ -24,11 +26,9 @@ CPUs with native bf16 (see :mod:`bids_brainbert.precision`). The precision used 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -52,11 +52,11 @@ from ..model.masking import MaskConfig, mask_spectrogram
 from ..precision import PRECISIONS, autocast as precision_autocast, resolve_precision
 from .interrupts import signals_deferred
 from .windows import SpectrogramWindows
+from .checkpoint_index import CHECKPOINTS_DIR, _write_latest, latest_checkpoint
+from .distributed import _Dist, _NoBarrier, _resolve_device, _setup_distributed
+from .optim import Lamb, build_optimizer, lr_factor
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_NAME = "latest.json"
 LOSS_CURVE_NAME = "loss_curve.png"
 DECAYS = ("step", "linear", "cosine", "none")
 OPTIMIZERS = ("adamw", "lamb")
@@ -65,7 +65,7 @@ OPTIMIZERS = ("adamw", "lamb")
 # ------------------------------------------------------------------------------------------------ settings
 @dataclass
 class PretrainConfig:
-    """Pretraining settings. Defaults follow the published recipe where it is known (REFERENCE §1), except the
+    """Pretraining settings. Defaults follow the published recipe where it is known (Wang et al. 2023), except the
     optimizer (AdamW; ``"lamb"`` gives the published LAMB) and the number of steps (500k published)."""
 
     model: str | ModelConfig = "small"     # preset name or ModelConfig (ignored when init_from is given)
@@ -178,82 +178,6 @@ class TrainingResult:
     seconds: float = 0.0
 
 
-# ----------------------------------------------------------------------------------------------- optimizers
-class Lamb(torch.optim.Optimizer):
-    """LAMB (You et al. 2020): Adam moments with bias correction and decoupled weight decay, each tensor's
-    update rescaled by the trust ratio ||w|| / ||update|| (||w|| clipped at ``clamp_value``; ratio 1 when
-    either norm is 0). State per tensor: step, exp_avg, exp_avg_sq (all tensors, so it saves to safetensors)."""
-
-    def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0, clamp_value: float = 10.0):
-        if lr <= 0 or eps <= 0 or not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise UsageError(f"LAMB: invalid lr={lr}, eps={eps} or betas={betas}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                                  "clamp_value": clamp_value})
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float32)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                t = float(state["step"])
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                update = (exp_avg / (1 - beta1 ** t)) / ((exp_avg_sq / (1 - beta2 ** t)).sqrt() + group["eps"])
-                if group["weight_decay"]:
-                    update.add_(p, alpha=group["weight_decay"])
-                weight_norm = p.norm().clamp(max=group["clamp_value"])
-                update_norm = update.norm()
-                trust = torch.where((weight_norm > 0) & (update_norm > 0), weight_norm / update_norm,
-                                    torch.ones_like(weight_norm))
-                p.add_(update * (-group["lr"] * trust))
-        return loss
-
-
-def build_optimizer(model: nn.Module, config: PretrainConfig) -> torch.optim.Optimizer:
-    """AdamW or LAMB over two groups: matrices with weight decay, biases and LayerNorm parameters without."""
-    decay, no_decay = [], []
-    for _, param in sorted(model.named_parameters(), key=lambda item: item[0]):
-        if param.requires_grad:
-            (decay if param.dim() >= 2 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if config.optimizer == "lamb":
-        return Lamb(groups, lr=config.lr, betas=config.betas)
-    # on CUDA the fused kernel: one launch for all tensors instead of several per tensor
-    fused = {"fused": True} if decay and decay[0].is_cuda else {}
-    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, **fused)
-
-
-def lr_factor(step: int, config: PretrainConfig) -> float:
-    """Multiplier of ``config.lr`` for the update with 0-based index ``step``."""
-    total = config.steps
-    warmup = int(config.warmup_fraction * total)
-    if step < warmup:
-        return (step + 1) / warmup
-    after, span = step - warmup, max(1, total - warmup)
-    if config.decay == "step":
-        return config.decay_gamma ** math.floor(after / max(1.0, span * config.decay_every_fraction))
-    if config.decay == "linear":
-        return max(0.0, 1.0 - after / span)
-    if config.decay == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, after / span)))
-    return 1.0
-
-
 # ----------------------------------------------------------------------------------------------- data order
 def _mix_seed(*parts: int) -> int:
     """A 63-bit seed from integers (NumPy's SeedSequence hashing, so nearby inputs give unrelated seeds)."""
@@ -333,109 +257,6 @@ class MaskedWindowBatches(Dataset):
 
 def _passthrough(batch: Any) -> Any:
     return batch
-
-
-# ------------------------------------------------------------------------------------------------ distributed
-@dataclass
-class _Dist:
-    world_size: int = 1
-    rank: int = 0
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def active(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.active:
-            dist.barrier()
-
-    def mean(self, value: torch.Tensor) -> torch.Tensor:
-        if self.active:
-            value = value.clone()
-            dist.all_reduce(value, op=dist.ReduceOp.SUM)
-            value /= self.world_size
-        return value
-
-    def sum(self, value: torch.Tensor) -> torch.Tensor:
-        if self.active:
-            value = value.clone()
-            dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        return value
-
-
-class _NoBarrier(_Dist):
-    """The process layout without the barrier, for the checkpoint written while every process is interrupted."""
-
-    def barrier(self) -> None:
-        pass
-
-
-def _setup_distributed(device_request: str) -> _Dist:
-    if dist.is_available() and dist.is_initialized():
-        return _Dist(dist.get_world_size(), dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), False)
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if world <= 1:
-        return _Dist()
-    if not dist.is_available():
-        raise UsageError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
-    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
-        if name not in os.environ:
-            raise UsageError(f"WORLD_SIZE={world} but {name} is not set: launch with torchrun")
-    wants_cuda = device_request.startswith("cuda") or (device_request == "auto" and torch.cuda.is_available())
-    backend = "nccl" if wants_cuda else "gloo"
-    dist.init_process_group(backend=backend)
-    return _Dist(dist.get_world_size(), dist.get_rank(), int(os.environ.get("LOCAL_RANK", 0)), True)
-
-
-def _resolve_device(request: str, ddp: _Dist) -> torch.device:
-    if request == "auto":
-        request = "cuda" if torch.cuda.is_available() else "cpu"
-    if request.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"device {request!r} requested but CUDA is not available")
-        if request == "cuda":
-            return torch.device("cuda", ddp.local_rank if ddp.active else torch.cuda.current_device())
-        return torch.device(request)
-    if request != "cpu":
-        raise UsageError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {request!r}")
-    return torch.device("cpu")
-
-
-# ------------------------------------------------------------------------------------------------ checkpoints
-def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The newest complete (resumable) checkpoint directory under ``output_dir``, or None."""
-    root = Path(output_dir) / CHECKPOINTS_DIR
-    pointer = root / LATEST_NAME
-    if pointer.is_file():
-        try:
-            name = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
-            # a plain step-* name in this folder: the pointer must not lead anywhere else
-            candidate = root / name if isinstance(name, str) and re.fullmatch(r"step-\d+", name) else None
-            if candidate is not None and not candidate.is_symlink() and _is_complete(candidate):
-                return candidate
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
-            log.warning("%s: unreadable, looking for checkpoints directly", pointer)
-    found = sorted((p for p in root.glob("step-*") if not p.is_symlink() and _is_complete(p)), key=lambda p: p.name)
-    return found[-1] if found else None
-
-
-def _is_complete(path: Path) -> bool:
-    return all((path / name).is_file() for name in ("model.safetensors", "config.json", "training_state.json",
-                                                     "training_state.safetensors"))
-
-
-def _write_latest(root: Path, name: str, step: int, final: bool) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{LATEST_NAME}.tmp-", dir=root)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"checkpoint": name, "step": step, "final": final}, handle)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, root / LATEST_NAME)
 
 
 def plot_loss_curve(path: Path, train_losses: Sequence[float], val_steps: Sequence[int],
@@ -785,5 +606,3 @@ def _save_training_checkpoint(output_dir: Path, model: BrainBertPretrainModel, m
 
 __all__ = ["Lamb", "PretrainConfig", "StepBatches", "StepInfo", "TrainingResult", "build_optimizer",
            "latest_checkpoint", "lr_factor", "plot_loss_curve", "pretrain"]
-
-

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import RunConfig
 from ..errors import RecordingError
+from ..params import SpectrogramParams
 from .stft import StftParams, stft_spectrogram
 from .superlet import SuperletParams, edge_frames, superlet_transform
 
@@ -51,56 +51,48 @@ class SpectrogramFrontEnd:
         return spec.astype(np.float32, copy=False)
 
 
-def superlet_backend(config: RunConfig) -> tuple[str, str | None]:
-    """(backend, device) for the superlet: torch on a GPU when asked for or, with 'auto', when one is present."""
-    if config.superlet_backend == "numpy":
+def superlet_backend(backend: str, device: str) -> tuple[str, str | None]:
+    """(backend, device) for the superlet: torch on a GPU when asked for or, with 'auto', when one is present
+    (``device``: the --device request)."""
+    if backend == "numpy":
         return "numpy", None
-    import torch
+    import torch   # only the torch backend needs it
 
-    gpu = torch.cuda.is_available() and config.device != "cpu"
-    device = (None if config.device == "auto" else config.device) if gpu else "cpu"
-    if config.superlet_backend == "torch":
-        return "torch", device
-    return ("torch", device) if gpu else ("numpy", None)
+    gpu = torch.cuda.is_available() and device != "cpu"
+    resolved = (None if device == "auto" else device) if gpu else "cpu"
+    if backend == "torch":
+        return "torch", resolved
+    return ("torch", resolved) if gpu else ("numpy", None)
 
 
-def spectrogram_front_end(config: RunConfig, sfreq: float, source: str = "") -> SpectrogramFrontEnd:
+def spectrogram_front_end(params: SpectrogramParams, sfreq: float, source: str = "") -> SpectrogramFrontEnd:
     """Build the configured front end for a signal sampled at ``sfreq`` Hz.
 
     Raises RecordingError (naming ``source``) when the rate cannot represent the requested frequencies.
     """
-    if config.spectrogram == "superlet":
-        if sfreq <= 2 * config.superlet_freq_max:
+    if params.kind == "superlet":
+        settings = params.superlet
+        if sfreq <= 2 * settings.freq_max:
             raise RecordingError(f"{source}: sampling rate {sfreq:g} Hz is too low for frequencies up to "
-                                 f"{config.superlet_freq_max:g} Hz (needs > {2 * config.superlet_freq_max:g} Hz)")
-        params = SuperletParams(
-            freqs_hz=tuple(np.linspace(config.superlet_freq_min, config.superlet_freq_max, config.superlet_n_freqs)),
-            base_cycles=config.superlet_base_cycles,
-            order_min=config.superlet_order_min,
-            order_max=config.superlet_order_max,
-            decimation=config.superlet_decimation,
-            mode=config.superlet_mode,
-            definition=config.superlet_definition,
-        )
-        backend, device = superlet_backend(config)
+                                 f"{settings.freq_max:g} Hz (needs > {2 * settings.freq_max:g} Hz)")
+        superlet = settings.transform_params()
+        backend, device = superlet_backend(settings.backend, params.device)
         return SpectrogramFrontEnd(
-            kind="superlet", sfreq=sfreq, freqs_hz=np.asarray(params.freqs_hz),
-            frame_rate_hz=sfreq / params.decimation, first_frame_time_s=0.0,
-            edge_frames=edge_frames(sfreq, params), params={**params.to_dict(), "backend": backend},
-            _superlet=params, _backend=backend, _device=device,
+            kind="superlet", sfreq=sfreq, freqs_hz=np.asarray(superlet.freqs_hz),
+            frame_rate_hz=sfreq / superlet.decimation, first_frame_time_s=0.0,
+            edge_frames=edge_frames(sfreq, superlet), params={**superlet.to_dict(), "backend": backend},
+            _superlet=superlet, _backend=backend, _device=device,
         )
-    if config.spectrogram == "stft":
-        params = StftParams(nperseg=config.stft_nperseg, noverlap=config.stft_noverlap, n_bins=config.stft_n_bins)
-        if params.n_bins > params.nperseg // 2 + 1:
-            raise RecordingError(f"{source}: {params.n_bins} STFT bins requested but nperseg={params.nperseg} "
-                                 f"gives only {params.nperseg // 2 + 1}")
-        probe_len = params.nperseg * 4
-        _, freqs, times = stft_spectrogram(np.zeros((1, probe_len)), sfreq, nperseg=params.nperseg,
-                                           noverlap=params.noverlap, n_bins=params.n_bins)
-        hop = params.nperseg - params.noverlap
-        return SpectrogramFrontEnd(
-            kind="stft", sfreq=sfreq, freqs_hz=np.asarray(freqs), frame_rate_hz=sfreq / hop,
-            first_frame_time_s=float(times[0]), edge_frames=int(np.ceil(params.nperseg / 2 / hop)),
-            params=params.to_dict(), _stft=params,
-        )
-    raise RecordingError(f"{source}: unknown spectrogram kind {config.spectrogram!r}")
+    stft = params.stft
+    if stft.n_bins > stft.nperseg // 2 + 1:
+        raise RecordingError(f"{source}: {stft.n_bins} STFT bins requested but nperseg={stft.nperseg} "
+                             f"gives only {stft.nperseg // 2 + 1}")
+    probe_len = stft.nperseg * 4
+    _, freqs, times = stft_spectrogram(np.zeros((1, probe_len)), sfreq, nperseg=stft.nperseg,
+                                       noverlap=stft.noverlap, n_bins=stft.n_bins)
+    hop = stft.nperseg - stft.noverlap
+    return SpectrogramFrontEnd(
+        kind="stft", sfreq=sfreq, freqs_hz=np.asarray(freqs), frame_rate_hz=sfreq / hop,
+        first_frame_time_s=float(times[0]), edge_frames=int(np.ceil(stft.nperseg / 2 / hop)),
+        params=stft.to_dict(), _stft=stft,
+    )

@@ -10,15 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import resolve_device
 from .superlet_plan import SuperletPlan
 
 
-def resolve_device(device: Any = None):
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class TorchSuperletKernel:

@@ -21,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .. import __version__
 from ..bids import derivatives as deriv
+from ..bids import names
 from ..bids.discovery import Recording
 from ..config import RunConfig
+from ..fingerprints import fingerprint, stale_reason, tree_sha256
+from ..params import EmbeddingSettings
+from ..devices import resolve_device
 from ..embedding import EmbeddingParams, event_locked_embeddings, windowed_embeddings
 from ..errors import CheckpointError, RecordingError, UsageError
 from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
@@ -34,11 +37,10 @@ from ..model.checkpoints import PUBLISHED_SUFFIXES, check_input_width
 from ..precision import precision_record, resolve_precision
 from ..model.random_weights import INITIALISATION, random_label, random_weights_model, state_sha256
 from ..training import latest_checkpoint
-from ..windowing import RECORDING_WINDOWING
-from .window_exact import window_exact_for, windowing_matches
+from ..windowing import RECORDING_WINDOWING, resolve_windowing
+from .window_exact import window_exact_for
 
 LOGGER = logging.getLogger("bids_brainbert")
-MODELS_DIR = "models"
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class ModelSource:
 
 
 def group_model_root(config: RunConfig) -> Path:
-    return deriv.ensure_inside(config.output_dir, config.output_dir / MODELS_DIR / f"desc-{config.model_label}")
+    return deriv.ensure_inside(config.output_dir, config.output_dir / names.model_dir(config.model_label))
 
 
 def find_model(config: RunConfig) -> ModelSource | None:
@@ -70,12 +72,12 @@ def find_model(config: RunConfig) -> ModelSource | None:
     if not weights.is_file():
         raise CheckpointError(f"{path}: no model.safetensors in this checkpoint directory")
     published = weights.suffix.lower() in PUBLISHED_SUFFIXES
-    if published and config.spectrogram != "stft":
+    spectrogram = config.spectrogram_params()
+    if published and spectrogram.kind != "stft":
         raise UsageError(f"{path}: the published BrainBERT weights take STFT input: add --spectrogram stft")
     # a corrupt or mis-shaped checkpoint fails here (exit 65), before anything is written
     _, model_config, _ = load_checkpoint(path)
-    check_input_width(model_config, config.stft_n_bins if config.spectrogram == "stft" else config.superlet_n_freqs,
-                      path)
+    check_input_width(model_config, spectrogram.n_freqs, path)
     return ModelSource(path=path, label=config.model_label, sha256=weights_sha256(weights), published=published)
 
 
@@ -107,29 +109,19 @@ def wants_random_control(config: RunConfig) -> bool:
     return "random" in config.decoding_features
 
 
-def resolve_device(request: str) -> str:
-    if request == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return request
 
 
 def embedding_paths(spectrogram_data: Path, label: str) -> dict[str, Path]:
-    stem = spectrogram_data.name.split("_desc-")[0]
-    folder = spectrogram_data.parent
-    return {
-        "windows": folder / f"{stem}_desc-{label}_embeddings.npy",
-        "windows_sidecar": folder / f"{stem}_desc-{label}_embeddings.json",
-        "events": folder / f"{stem}_desc-{label}Events_embeddings.npy",
-        "events_sidecar": folder / f"{stem}_desc-{label}Events_embeddings.json",
-        "events_table": folder / f"{stem}_desc-{label}Events_embeddings.tsv",
-    }
+    files = names.embedding_files(names.recording_stem(spectrogram_data.name), label)
+    return {role: spectrogram_data.parent / name for role, name in files.items()}
 
 
-def embedding_params(config: RunConfig) -> EmbeddingParams:
-    return EmbeddingParams(window_s=config.embedding_window_s, stride_s=config.embedding_stride_s or None,
-                           layer=config.embedding_layer, pooling=config.embedding_pooling,
-                           middle_frames=config.embedding_middle_frames, batch_size=config.embedding_batch_size,
-                           precision=resolve_precision(config.precision, resolve_device(config.device)))
+def embedding_params(settings: EmbeddingSettings) -> EmbeddingParams:
+    """The event embeddings' parameters, with the precision resolved for this machine."""
+    return EmbeddingParams(window_s=settings.window_s, stride_s=settings.stride_s or None, layer=settings.layer,
+                           pooling=settings.pooling, middle_frames=settings.middle_frames,
+                           batch_size=settings.batch_size,
+                           precision=resolve_precision(settings.precision, resolve_device(settings.device)))
 
 
 def read_events(recording: Recording) -> pd.DataFrame | None:
@@ -154,46 +146,95 @@ def _save_array(path: Path, array: np.ndarray) -> str:
 
 def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunConfig, model_source: ModelSource
                      ) -> list[Path]:
-    """Write (or skip when complete) the embedding derivatives of one recording; returns the files."""
+    """Write the embedding derivatives of one recording (sliding windows; event windows when it has events.tsv)
+    that are missing or stale (see :mod:`bids_brainbert.fingerprints`); returns the files."""
     paths = {k: deriv.ensure_inside(config.output_dir, p) for k, p in
              embedding_paths(spectrogram_data, model_source.label).items()}
-    windows_done = deriv.is_complete({"data": paths["windows"], "sidecar": paths["windows_sidecar"]}) \
-        and windowing_matches(paths["windows_sidecar"], config, model_source.published)
-    events_done = deriv.is_complete({"data": paths["events"], "sidecar": paths["events_sidecar"]}) \
-        and windowing_matches(paths["events_sidecar"], config, model_source.published)
+    settings = config.embedding_settings()
+    params = embedding_params(settings)
     events = read_events(recording)
-    if not config.overwrite and windows_done and (events is None or events_done):
-        written = [p for p in paths.values() if p.exists()]
-        if model_source.random_seed is None and wants_random_control(config):
-            written += write_embeddings(recording, spectrogram_data, config,
-                                        random_control_source(model_source, config))
-        return written
     spec_sidecar = deriv.read_json(spectrogram_data.with_suffix(".json"))
+    expected = embedding_fingerprints(recording, spec_sidecar, settings, params, model_source)
+    windows_todo = config.overwrite or _stale(recording, paths["windows"], paths["windows_sidecar"],
+                                              expected["windows"])
+    events_todo = events is not None and (config.overwrite or _stale(recording, paths["events"],
+                                                                     paths["events_sidecar"], expected["events"]))
+    if windows_todo or events_todo:
+        _compute(recording, spectrogram_data, spec_sidecar, config, model_source, settings, params, paths,
+                 expected, events if events_todo else None, windows_todo)
+    written = [p for p in paths.values() if p.exists()]
+    if model_source.random_seed is None and wants_random_control(config):
+        written += write_embeddings(recording, spectrogram_data, config, random_control_source(model_source, config))
+    return written
+
+
+def _stale(recording: Recording, data: Path, sidecar: Path, expected: dict) -> bool:
+    """Whether an embedding file must be (re)computed: missing, damaged, or its fingerprint is not this run's
+    (said in one log line)."""
+    if not deriv.is_complete({"data": data, "sidecar": sidecar}):
+        return True
+    reason = stale_reason(deriv.read_json(sidecar).get("Fingerprint"), expected)
+    if reason is not None:
+        LOGGER.info("%s: recomputing %s: %s", recording.relative_path, data.name, reason)
+    return reason is not None
+
+
+def embedding_fingerprints(recording: Recording, spec_sidecar: dict, settings: EmbeddingSettings,
+                           params: EmbeddingParams, model_source: ModelSource) -> dict[str, dict]:
+    """The fingerprints of the sliding-window and the event embeddings: the model's weights, the spectrogram
+    derivative (its fingerprint covers the preprocessing, which the window-exact input repeats), the settings
+    that shape each and, for the events, the events table."""
+    shaping = settings.shaping()
+    common = {"model": {"Sha256": model_source.sha256, "Published": model_source.published,
+                        "RandomSeed": model_source.random_seed},
+              "layer": shaping["layer"], "window_s": shaping["window_s"],
+              "middle_frames": shaping["middle_frames"], "precision": params.precision,
+              "windowing": resolve_windowing(settings.windowing, model_source.published)}
+    spectrogram = {"spectrogram": spec_sidecar.get("DataSha256", ""),
+                   "spectrogramFingerprint": (spec_sidecar.get("Fingerprint") or {}).get("Sha256", "")}
+    events_file = recording.path.with_name(f"{recording.stem_entities}_events.tsv")
+    events_hash = {"events": tree_sha256(events_file)} if events_file.exists() else {}
+    return {
+        "windows": fingerprint("embeddings", {**common, "pooling": shaping["window_pooling"],
+                                              "stride_s": shaping["stride_s"]}, spectrogram),
+        "events": fingerprint("embeddings", {**common, "pooling": shaping["pooling"],
+                                             "readout_offset_s": shaping["readout_offset_s"]},
+                              {**spectrogram, **events_hash}),
+    }
+
+
+def _compute(recording: Recording, spectrogram_data: Path, spec_sidecar: dict, config: RunConfig,
+             model_source: ModelSource, settings: EmbeddingSettings, params: EmbeddingParams,
+             paths: dict[str, Path], expected: dict[str, dict], events: pd.DataFrame | None,
+             windows_todo: bool) -> None:
+    """Compute and write the sliding-window embeddings (``windows_todo``) and the event embeddings (given
+    ``events``)."""
     spectrogram = np.load(spectrogram_data, mmap_mode="r")
-    model = model_for(model_source, resolve_device(config.device))
+    model = model_for(model_source, resolve_device(settings.device))
     device = next(model.parameters()).device
-    params = embedding_params(config)
     rate, start = float(spec_sidecar["SamplingFrequency"]), float(spec_sidecar.get("StartTime", 0.0))
     common = embedding_sidecar_common(recording, spectrogram_data, config, model_source, params, model)
-    written = []
     # BrainBERT reads decoding probes from the middle frames but measures dimensionality on all-frames means
-    window_params = replace(params, pooling=config.embedding_window_pooling)
+    window_params = replace(params, pooling=settings.window_pooling)
     # BrainBERT's per-window input (published weights, --embedding-windowing brainbert), else the derivative's
     exact = window_exact_for(recording, config, model_source.published, spectrogram.shape[0], model, window_params,
                              params, events, device)
     common.update(windowing_fields(exact))
-    embeddings, centres = exact.windows if exact else windowed_embeddings(
-        spectrogram, rate, model, window_params, edge_frames=int(spec_sidecar.get("EdgeFrames", 0)),
-        start_time_s=start, device=device)
-    digest = _save_array(paths["windows"], embeddings)
-    deriv.atomic_write_json(paths["windows_sidecar"], {
-        **common, **pooling_fields(window_params), "Description": "sliding-window embeddings per channel",
-        "Axes": ["channel", "window", "feature"], "Shape": list(embeddings.shape),
-        "WindowCentresS": [round(float(c), 6) for c in centres], "DataSha256": digest})
-    written += [paths["windows"], paths["windows_sidecar"]]
+    if windows_todo:
+        embeddings, centres = exact.windows if exact else windowed_embeddings(
+            spectrogram, rate, model, window_params, edge_frames=int(spec_sidecar.get("EdgeFrames", 0)),
+            start_time_s=start, device=device)
+        digest = _save_array(paths["windows"], embeddings)
+        deriv.atomic_write_json(paths["windows_sidecar"], {
+            **common, **pooling_fields(window_params), "Description": "sliding-window embeddings per channel",
+            "Axes": ["channel", "window", "feature"], "Shape": list(embeddings.shape),
+            "WindowCentresS": [round(float(c), 6) for c in centres], "DataSha256": digest,
+            "Fingerprint": expected["windows"]})
+        LOGGER.info("%s: wrote %s embeddings (%d channels, %d windows)", recording.relative_path,
+                    model_source.label, embeddings.shape[0], embeddings.shape[1])
     if events is not None:
         # the middle frames (the readout) of a window centred on onset + offset are centred there
-        onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float) + config.decoding_offset_s
+        onsets = pd.to_numeric(events["onset"], errors="coerce").to_numpy(dtype=float) + settings.readout_offset_s
         event_embeddings, valid = exact.events if exact else event_locked_embeddings(
             spectrogram, rate, np.nan_to_num(onsets, nan=-1e9), model, params, start_time_s=start, device=device)
         kept = events.loc[valid].reset_index(drop=True)
@@ -206,14 +247,10 @@ def write_embeddings(recording: Recording, spectrogram_data: Path, config: RunCo
             **common, "Description": "embeddings of windows centred on each events.tsv onset",
             **windowing_fields(exact, events=True),
             "Axes": ["channel", "event", "feature"], "Shape": list(event_embeddings.shape),
-            "ReadoutOffsetS": config.decoding_offset_s,
-            "EventsFile": paths["events_table"].name, "DataSha256": digest})
-        written += [paths["events"], paths["events_table"], paths["events_sidecar"]]
-    LOGGER.info("%s: wrote %s embeddings (%d channels, %d windows)", recording.relative_path, model_source.label,
-                embeddings.shape[0], embeddings.shape[1])
-    if model_source.random_seed is None and wants_random_control(config):
-        written += write_embeddings(recording, spectrogram_data, config, random_control_source(model_source, config))
-    return written
+            "ReadoutOffsetS": settings.readout_offset_s,
+            "EventsFile": paths["events_table"].name, "DataSha256": digest, "Fingerprint": expected["events"]})
+        LOGGER.info("%s: wrote %s event embeddings (%d channels, %d events)", recording.relative_path,
+                    model_source.label, event_embeddings.shape[0], event_embeddings.shape[1])
 
 
 def windowing_fields(exact, events: bool = False) -> dict:
@@ -232,7 +269,7 @@ def embedding_sidecar_common(recording: Recording, spectrogram_data: Path, confi
     relative = spectrogram_data.relative_to(config.output_dir).as_posix()
     return {
         "Sources": [f"bids::{relative}", deriv.bids_uri(recording)],
-        "ChannelsFile": spectrogram_data.name.replace("_spectrogram.npy", "_channels.tsv"),
+        "ChannelsFile": names.channels_of(spectrogram_data.name),
         "Model": {"Label": model_source.label, "Sha256": model_source.sha256,
                   "Format": ("random-weights" if model_source.random_seed is not None
                              else "brainbert-published" if model_source.published else "bids-brainbert"),

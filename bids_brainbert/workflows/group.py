@@ -8,18 +8,19 @@ when the command is run again after an interruption.
 from __future__ import annotations
 
 import logging
-import time
 
 from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig
-from ..errors import BidsBrainbertError, RecordingError, UsageError
+from ..errors import RecordingError, UsageError
 from ..model import weights_sha256
 from ..training import PretrainConfig, pretrain
 from ..training.validation_share import WINDOWS, validation_split, within_tolerance
 from .embeddings import ModelSource, group_model_root, write_embeddings
-from .participant import RecordingOutcome, spectrogram_paths_for
+from .outcomes import RecordingOutcome, per_recording
+from .participant import spectrogram_paths_for
 from .pretrain_clock import PretrainingClock, warn_if_long_on_cpu
+from .steps import runs
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -52,12 +53,12 @@ def training_files(config: RunConfig, recordings: list[Recording]):
 def run_group_level(config: RunConfig, recordings: list[Recording]) -> list[RecordingOutcome]:
     """Pretrain and embed (``--analysis all|pretrain``), then the analyses and reports (``all`` or one of them)."""
     outcomes: list[RecordingOutcome] = []
-    if config.analysis in ("all", "pretrain"):
+    if runs(config.analysis, "pretrain"):
         outcomes = pretrain_and_embed(config, recordings)
         if outcomes is None:          # not the main process under torchrun
             return []
     if config.analysis != "pretrain" or outcomes:
-        from .analyses import run_group_analyses
+        from .analyses import run_group_analyses   # imports the participant level, which imports this module
 
         # after pretraining the analyses see the new embeddings; alone they use the derivatives already there
         run_group_analyses(config, recordings, "reports" if config.analysis == "pretrain" else config.analysis)
@@ -85,14 +86,9 @@ def pretrain_and_embed(config: RunConfig, recordings: list[Recording]) -> list[R
                 result.train_losses[-1] if result.train_losses else float("nan"))
     source = ModelSource(path=result.checkpoint_dir, label=config.model_label,
                          sha256=weights_sha256(result.checkpoint_dir / "model.safetensors"), published=False)
-    outcomes = []
-    for recording in recordings:
-        started = time.perf_counter()
-        try:
-            written = write_embeddings(recording, paths[recording]["data"], config, source)
-            outcomes.append(RecordingOutcome(recording.relative_path, "written", "", [str(p) for p in written]))
-        except BidsBrainbertError as exc:
-            LOGGER.error("%s", exc)
-            outcomes.append(RecordingOutcome(recording.relative_path, "failed", str(exc)))
-        outcomes[-1].seconds = time.perf_counter() - started
-    return outcomes
+    def embed(recording: Recording) -> RecordingOutcome:
+        written = write_embeddings(recording, paths[recording]["data"], config, source)
+        return RecordingOutcome(recording.relative_path, "written", "", [str(p) for p in written])
+
+    return [per_recording(recording, config.output_dir, config.work_dir, lambda: embed(recording))
+            for recording in recordings]

@@ -10,10 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -23,33 +22,29 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..bids import derivatives as deriv
+from ..bids import names
 from ..bids.discovery import Recording
 from ..config import RunConfig, seed_everything
-from ..errors import BidsBrainbertError, OneLineFormatter, RecordingError, resource_exhaustion
+from ..errors import OneLineFormatter, RecordingError
 from ..interrupts import install_worker_handlers, working
 from ..io.loading import (LoadedRecording, OpenedRecording, channels_per_batch, check_fits_analysis, find_sidecar,
                           open_recording)
 from ..io.npy_stream import NpyRowWriter, read_rows
+from ..fingerprints import fingerprint, recording_inputs, stale_reason
+from ..params import PreprocessingParams, SpectrogramParams
 from ..preprocessing import (ReferencePlan, line_noise_description, reference_plan, remove_line_noise,
                              resample_signal, resampling_description)
 from ..preprocessing.batched import preprocessed_batches
 from ..preprocessing.line_noise import MAX_NOTCHES, notch_count
 from ..preprocessing.resampling import resampled_length
 from ..progress import progress
+from ..threads import limit_threads
 from ..transforms.spectrogram import SpectrogramFrontEnd, spectrogram_front_end
 from .embeddings import ModelSource, write_embeddings
-from .scratch import remove_abandoned_scratch, scratch_dir, scratch_parent
+from .outcomes import RecordingOutcome, per_recording
+from .scratch import remove_abandoned_scratch, scratch_dir
 
 LOGGER = logging.getLogger("bids_brainbert")
-
-
-@dataclass
-class RecordingOutcome:
-    recording: str                       # path relative to the dataset root
-    status: str                          # "written" | "skipped" | "failed"
-    message: str = ""
-    outputs: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def subject_log_dir(config: RunConfig, subject: str, run_id: str) -> Path:
@@ -66,47 +61,23 @@ def process_recording(recording: Recording, config: RunConfig, run_id: str,
 
 def _process_recording(recording: Recording, config: RunConfig, run_id: str,
                        model_source: ModelSource | None) -> RecordingOutcome:
-    started = time.perf_counter()
     handler = _attach_subject_log(config, recording.subject, run_id)
     try:
-        outcome = _process(recording, config)
-        if model_source is not None and outcome.status != "failed":
-            data_path = spectrogram_paths_for(config, recording)["data"]
-            outcome.outputs += [str(p) for p in write_embeddings(recording, data_path, config, model_source)]
-    except BidsBrainbertError as exc:
-        LOGGER.error("%s", exc)
-        outcome = RecordingOutcome(recording.relative_path, "failed", str(exc))
-    except (MemoryError, OSError) as exc:
-        message = resource_exhaustion(exc, recording.path, config.output_dir)
-        if message is None:   # another OSError: the file and the system's reason
-            message = _os_error_message(exc, recording, config)
-        LOGGER.error("%s", message)
-        outcome = RecordingOutcome(recording.relative_path, "failed", message)
-    except KeyboardInterrupt:   # Ctrl-C or SIGTERM: what was renamed into place for this recording goes too
-        _discard_incomplete(spectrogram_paths_for(config, recording), config.output_dir)
-        raise
-    except Exception as exc:  # a bug or an input we did not foresee must not stop the other recordings
-        message = f"{recording.path}: unexpected error ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
-        LOGGER.exception("%s", message)
-        outcome = RecordingOutcome(recording.relative_path, "failed", message)
+        return per_recording(
+            recording, config.output_dir, config.work_dir, lambda: _process_and_embed(recording, config, model_source),
+            discard=lambda: _discard_incomplete(spectrogram_paths_for(config, recording), config.output_dir))
     finally:
         LOGGER.removeHandler(handler)
         handler.close()
-    if outcome.status == "failed":
-        _discard_incomplete(spectrogram_paths_for(config, recording), config.output_dir)
-    outcome.seconds = time.perf_counter() - started
+
+
+def _process_and_embed(recording: Recording, config: RunConfig, model_source: ModelSource | None
+                       ) -> RecordingOutcome:
+    outcome = _process(recording, config)
+    if model_source is not None and outcome.status != "failed":
+        data_path = spectrogram_paths_for(config, recording)["data"]
+        outcome.outputs += [str(p) for p in write_embeddings(recording, data_path, config, model_source)]
     return outcome
-
-
-def _os_error_message(exc: OSError, recording: Recording, config: RunConfig) -> str:
-    """The file and the system's reason; "not writable?" only for a file we write (output or work directory),
-    an input that cannot be read is said to be one."""
-    where = Path(exc.filename) if exc.filename else recording.path
-    reason = exc.strerror or str(exc)
-    writable_roots = [Path(d).absolute() for d in (config.output_dir, scratch_parent(config.work_dir)) if d]
-    if any(where.absolute() == root or root in where.absolute().parents for root in writable_roots):
-        return f"{where}: {reason} (not writable?)"
-    return f"{where}: cannot be read ({reason})"
 
 
 def _discard_incomplete(paths: dict[str, Path], output_dir: Path) -> None:
@@ -144,31 +115,40 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
     check_name_lengths(recording, config, paths["data"].parent)
     for stale in deriv.remove_stale_temporaries(paths["data"].parent, recording.stem_entities):
         LOGGER.info("%s: removed %s left by an interrupted run", recording.relative_path, stale.name)
+    preprocessing, spectrogram = config.preprocessing_params(), config.spectrogram_params()
+    expected = None
     if not config.overwrite and deriv.is_complete(paths):
-        LOGGER.info("%s: complete derivative found, skipped (use --overwrite to recompute)", recording.relative_path)
-        return RecordingOutcome(recording.relative_path, "skipped", "already complete",
-                                [str(p) for p in paths.values()])
+        expected = spectrogram_fingerprint(recording, preprocessing, spectrogram)
+        reason = stale_reason(deriv.read_json(paths["sidecar"]).get("Fingerprint"), expected)
+        if reason is None:
+            LOGGER.info("%s: complete derivative found, skipped (use --overwrite to recompute)",
+                        recording.relative_path)
+            return RecordingOutcome(recording.relative_path, "skipped", "already complete",
+                                    [str(p) for p in paths.values()])
+        LOGGER.info("%s: recomputing %s: %s", recording.relative_path, paths["data"].name, reason)
     LOGGER.info("%s: loading", recording.relative_path)
-    opened = open_recording(recording, include_dbs=config.include_dbs)
-    check_fits_analysis(recording, opened, config)
+    opened = open_recording(recording, include_dbs=preprocessing.include_dbs)
+    check_fits_analysis(recording, opened, spectrogram, preprocessing.sampling_rate, config.embedding_window_s)
     for name, reason in opened.dropped.items():
         LOGGER.info("%s: channel %s left out: %s", recording.relative_path, name, reason)
-    steps = preprocessing_steps(opened, config, recording)
+    expected = expected or spectrogram_fingerprint(recording, preprocessing, spectrogram)   # files the loader read
+    steps = preprocessing_steps(opened, preprocessing, recording)
     shape = (len(steps.plan.derivations), resampled_length(opened.n_samples, opened.sfreq, steps.target))
-    front_end = spectrogram_front_end(config, steps.sfreq, str(recording.path))
+    front_end = spectrogram_front_end(spectrogram, steps.sfreq, str(recording.path))
     n_frames = front_end.n_frames(shape[1])
     if n_frames <= 2 * front_end.edge_frames:
         LOGGER.warning("%s: recording (%.1f s) is shorter than the transform's edge zone; every frame is affected "
                        "by zero padding", recording.relative_path, shape[1] / steps.sfreq)
     with scratch_dir(config.work_dir, recording.stem_entities) as scratch:
         staged = stage_signal(scratch / "signal.npy", shape, opened, steps)
-        data_hash = write_spectrogram(paths["data"], staged, front_end, config.channel_batch_size,
+        data_hash = write_spectrogram(paths["data"], staged, front_end, spectrogram.channel_batch_size,
                                       desc=recording.stem_entities)
     channels = steps.channels
     deriv.atomic_write_tsv(paths["channels"], channels)
     deriv.atomic_write_json(paths["channels_sidecar"], channel_columns_description(channels))
     sidecar = spectrogram_sidecar(recording, config, front_end, steps.description, shape, n_frames, data_hash,
                                   channels_file=paths["channels"].name)
+    sidecar["Fingerprint"] = expected
     if opened.coordsystem is not None:
         sidecar["CoordinateSystem"] = opened.coordsystem
     deriv.atomic_write_json(paths["sidecar"], sidecar)  # written last: its hash marks the derivative complete
@@ -180,9 +160,9 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
 def check_name_lengths(recording: Recording, config: RunConfig, folder: Path) -> None:
     """Derivative names add a desc entity and a suffix to the recording's, and a temporary name adds more: a name
     the file system cannot hold is refused up front, naming the input (not a scratch or temporary file)."""
-    names = [f"{recording.stem_entities}_desc-{config.spectrogram}_spectrogram.json",
-             f"{recording.stem_entities}_desc-{config.model_label}Events_embeddings.json"]
-    longest = max(len(os.fsencode(name)) for name in names) + len(f".{deriv.TMP_MARK}") + 8  # mkstemp's suffix
+    longest_names = [names.spectrogram_files(recording.stem_entities, config.spectrogram)["sidecar"],
+                     names.embedding_files(recording.stem_entities, config.model_label)["events_sidecar"]]
+    longest = max(len(os.fsencode(name)) for name in longest_names) + len(f".{deriv.TMP_MARK}") + 8  # mkstemp's suffix
     try:
         limit = os.pathconf(folder if folder.exists() else config.output_dir, "PC_NAME_MAX")
     except (OSError, ValueError):
@@ -205,33 +185,33 @@ class PreprocessingSteps:
     channels: pd.DataFrame         # the derivative's channel table
 
 
-def preprocessing_steps(info: LoadedRecording | OpenedRecording, config: RunConfig,
+def preprocessing_steps(info: LoadedRecording | OpenedRecording, params: PreprocessingParams,
                         recording: Recording) -> PreprocessingSteps:
     """Notch, re-referencing and resampling settings of a recording; RecordingError when no channel is left."""
     description: dict = {"InputSamplingFrequency": info.sfreq}
-    notch = {"harmonics_up_to_hz": config.line_noise_max_hz, "quality": config.line_noise_quality}
-    line_freq = info.line_freq if config.line_noise and info.line_freq else None
-    if line_freq and notch_count(info.sfreq, line_freq, harmonics_up_to_hz=config.line_noise_max_hz) > MAX_NOTCHES:
+    notch = {"harmonics_up_to_hz": params.line_noise_max_hz, "quality": params.line_noise_quality}
+    line_freq = info.line_freq if params.line_noise and info.line_freq else None
+    if line_freq and notch_count(info.sfreq, line_freq, harmonics_up_to_hz=params.line_noise_max_hz) > MAX_NOTCHES:
         raise RecordingError(f"{find_sidecar(recording, 'ieeg.json') or recording.path}: PowerLineFrequency "
                              f"{line_freq:g} Hz would need more than {MAX_NOTCHES} notches up to "
-                             f"{config.line_noise_max_hz:g} Hz (mains is 50 or 60 Hz; or use --no-line-noise)")
+                             f"{params.line_noise_max_hz:g} Hz (mains is 50 or 60 Hz; or use --no-line-noise)")
     if line_freq:
         description["LineNoise"] = line_noise_description(info.sfreq, line_freq, **notch)
     else:
-        reason = "disabled (--no-line-noise)" if not config.line_noise else "no PowerLineFrequency in *_ieeg.json"
+        reason = "disabled (--no-line-noise)" if not params.line_noise else "no PowerLineFrequency in *_ieeg.json"
         description["LineNoise"] = {"applied": False, "reason": reason}
-        if config.line_noise:
+        if params.line_noise:
             LOGGER.warning("%s: line noise not removed: %s", recording.relative_path, reason)
-    plan = reference_plan(info.ch_names, info.ch_types, config.reference, groups=info.groups or None,
-                          min_neighbours=config.laplacian_min_neighbours, positions=contact_positions(info))
+    plan = reference_plan(info.ch_names, info.ch_types, params.reference, groups=info.groups or None,
+                          min_neighbours=params.laplacian_min_neighbours, positions=contact_positions(info))
     for name, reason in plan.dropped.items():
         LOGGER.info("%s: channel %s left out by re-referencing: %s", recording.relative_path, name, reason)
     if not plan.derivations:
-        raise RecordingError(f"{recording.path}: no channel left after '{config.reference}' re-referencing "
+        raise RecordingError(f"{recording.path}: no channel left after '{params.reference}' re-referencing "
                              f"(try --reference car or --laplacian-min-neighbours 1)")
     description["Reference"] = plan.summary
     description["ChannelsLeftOut"] = {**info.dropped, **plan.dropped}   # name -> reason
-    target = config.sampling_rate or None  # 0 = keep the recording's own rate
+    target = params.target_rate
     description["Resampling"] = resampling_description(info.sfreq, target)
     sfreq = description["Resampling"]["sfreq_hz"]   # the rate resample_signal will reach
     return PreprocessingSteps(plan, line_freq, notch, target, sfreq, description, channel_table(info, plan))
@@ -249,10 +229,18 @@ def stage_signal(path: Path, shape: tuple[int, int], opened: OpenedRecording, st
     return path
 
 
-def preprocess(loaded: LoadedRecording, config: RunConfig, recording: Recording):
+def spectrogram_fingerprint(recording: Recording, preprocessing: PreprocessingParams,
+                            spectrogram: SpectrogramParams) -> dict:
+    """What a recording's spectrogram derivative is computed from: the preprocessing and front-end settings
+    and the raw files."""
+    return fingerprint("spectrogram", {"preprocessing": preprocessing.shaping(), "spectrogram": spectrogram.shaping()},
+                       recording_inputs(recording))
+
+
+def preprocess(loaded: LoadedRecording, params: PreprocessingParams, recording: Recording):
     """Notch, re-reference and resample a recording in memory; returns (signal, sfreq, channel table,
     description for the sidecar). The participant level computes the same numbers a channel batch at a time."""
-    steps = preprocessing_steps(loaded, config, recording)
+    steps = preprocessing_steps(loaded, params, recording)
     data = loaded.data
     if steps.line_freq:
         data = remove_line_noise(data, loaded.sfreq, steps.line_freq, **steps.notch)
@@ -368,13 +356,7 @@ def spectrogram_sidecar(recording: Recording, config: RunConfig, front_end: Spec
 
 def _worker_init(seed: int) -> None:
     install_worker_handlers()   # a worker interrupted by SIGTERM removes its temporary files like on Ctrl-C
-    # one thread per worker: --nprocs recordings in parallel must not oversubscribe the cores
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        import torch
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    limit_threads(1)   # one thread per worker: --nprocs recordings in parallel must not oversubscribe the cores
     seed_everything(seed)
 
 

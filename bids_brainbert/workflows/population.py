@@ -29,7 +29,7 @@ from ..bids import derivatives as deriv
 from ..config import RunConfig
 from ..io.loading import find_electrodes_file
 from . import analyses as group
-from .embeddings import MODELS_DIR
+from ..bids.names import MODELS_DIR, group_table, population_model_dir
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -99,7 +99,7 @@ def run_population(config: RunConfig, recordings) -> list[Path]:
             pretraining = PretrainParams(steps=config.population_steps)
             model, summary = pretrain_population(windows, model_config, pretraining, seed=config.random_seed)
             directory = deriv.ensure_inside(config.output_dir, config.output_dir / MODELS_DIR / POPULATION_DIR
-                                            / f"task-{task}_desc-{label}")
+                                            / population_model_dir(task, label))
             save_population(directory, model, {**summary, "Pretraining": pretraining.to_dict(),
                                                "EmbeddingModel": label, "Task": task,
                                                "Inputs": "event-window embeddings of every subject (labels unused)"})
@@ -152,7 +152,7 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
     written = []
     for name, rows, columns in (("scores", score_rows, group.SCORE_COLUMNS),
                                 ("summary", summary_rows, group.SUMMARY_COLUMNS)):
-        path = group.root_path(config, f"task-{task}_desc-decoding_{name}.tsv")
+        path = group.root_path(config, group_table(task, "decoding", name))
         new = pd.DataFrame(rows, columns=list(columns))
         old = group._read_tsv(path)
         if old is not None:
@@ -175,13 +175,13 @@ def report_section(config: RunConfig, task: str):
     """The group report's section on the population model (None when it has not run for ``task``)."""
     from ..reports.html import Section, paragraph, table
 
-    summary = group._read_tsv(group.root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+    summary = group._read_tsv(group.root_path(config, group_table(task, "decoding", "summary")))
     if summary is None:
         return None
     mine = summary[summary["feature"].astype(str).str.startswith(FEATURE_PREFIX)]
     if mine.empty:
         return None
-    sidecar = deriv.read_json(group.root_path(config, f"task-{task}_desc-decoding_summary.json"))
+    sidecar = deriv.read_json(group.root_path(config, group_table(task, "decoding", "summary", ".json")))
     body = paragraph(
         "Population model: each window's frozen per-electrode embeddings, placed by their x, y, z (Fourier "
         "features, mm; a learned 'unknown position' for electrodes without coordinates), read out through a "

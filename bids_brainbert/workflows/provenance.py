@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bids import names
 from ..config import RunConfig
 
-MODELS_DIR = "models"
+MODELS_DIR = names.MODELS_DIR
 
 
 @dataclass
@@ -38,7 +39,7 @@ def model_record(output_dir: Path, label: str) -> dict[str, Any] | None:
     """The latest checkpoint of OUTPUT_DIR/models/desc-<label>: its config.json, weights hash and split shares."""
     from ..training import latest_checkpoint
 
-    checkpoint = latest_checkpoint(output_dir / MODELS_DIR / f"desc-{label}")
+    checkpoint = latest_checkpoint(output_dir / names.model_dir(label))
     if checkpoint is None:
         return None
     meta = _read_json(checkpoint / "config.json")
@@ -53,6 +54,21 @@ def model_record(output_dir: Path, label: str) -> dict[str, Any] | None:
             "validation_share": n_val / (n_train + n_val) if n_train + n_val else None}
 
 
+def _recorded_transform(transform: dict) -> dict[str, Any]:
+    """The front end's options as a spectrogram sidecar's Transform records them (what was computed, whatever
+    this run's options say)."""
+    if transform.get("Kind") == "stft":
+        keys = {"nperseg": "stft_nperseg", "noverlap": "stft_noverlap", "n_bins": "stft_n_bins"}
+    else:
+        keys = {name: f"superlet_{name}" for name in ("base_cycles", "order_min", "order_max", "decimation", "mode",
+                                                       "definition")}
+    found = {option: transform[key] for key, option in keys.items() if key in transform}
+    freqs = transform.get("freqs_hz")
+    if transform.get("Kind") == "superlet" and isinstance(freqs, list) and freqs:
+        found.update(superlet_n_freqs=len(freqs), superlet_freq_min=min(freqs), superlet_freq_max=max(freqs))
+    return found
+
+
 def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: Path | None = None,
                       subjects: list[str] | None = None) -> RecordedSettings:
     settings = config.to_toml_dict()
@@ -61,6 +77,7 @@ def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: 
     if spectrogram:
         transform = spectrogram.get("Transform", {})
         settings["spectrogram"] = transform.get("Kind", settings["spectrogram"])
+        settings.update(_recorded_transform(transform))
         reference = spectrogram.get("Preprocessing", {}).get("Reference", {})
         settings["reference"] = reference.get("scheme", settings["reference"])
     model = model_record(config.output_dir, config.model_label)
@@ -83,7 +100,7 @@ def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: 
         if trained and subjects is not None:     # held out = selected but never seen by the model
             settings["holdout_participant_label"] = sorted(set(subjects) - trained)
     for task in tasks:
-        decoding = _read_json(config.output_dir / f"task-{task}_desc-decoding_summary.json")
+        decoding = _read_json(config.output_dir / names.group_table(task, "decoding", "summary", ".json"))
         if decoding:
             found.sections.add("decoding")
             settings["random_seed"] = decoding.get("RandomSeed", settings["random_seed"])
@@ -108,13 +125,13 @@ def recorded_settings(config: RunConfig, tasks: list[str], spectrogram_sidecar: 
                 settings["embedding_pooling"] = embedding.get("Pooling", settings["embedding_pooling"])
                 settings["embedding_window_s"] = embedding.get("WindowS", settings["embedding_window_s"])
             found.random_control = next((f for f in features.values() if f.get("Kind") == "random-weights"), None)
-            efficiency = _read_json(config.output_dir / f"task-{task}_desc-dataefficiency_scores.json")
+            efficiency = _read_json(config.output_dir / names.group_table(task, "dataefficiency", "scores", ".json"))
             if efficiency:
                 settings["data_efficiency_sizes"] = efficiency.get("RequestedSizes", settings["data_efficiency_sizes"])
                 settings["data_efficiency_draws"] = efficiency.get("Draws", settings["data_efficiency_draws"])
             else:
                 settings["data_efficiency_draws"] = 0
-        dimensionality = _read_json(config.output_dir / f"task-{task}_desc-dimensionality_electrodes.json")
+        dimensionality = _read_json(config.output_dir / names.group_table(task, "dimensionality", "electrodes", ".json"))
         if dimensionality:
             found.sections.add("dimensionality")
             settings["random_seed"] = dimensionality.get("RandomSeed", settings["random_seed"])

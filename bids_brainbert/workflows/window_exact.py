@@ -4,12 +4,10 @@ spectrogram derivative, and every window is transformed from that signal alone."
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..bids import derivatives as deriv
 from ..bids.discovery import Recording
 from ..config import RunConfig
 from ..errors import RecordingError
@@ -29,13 +27,14 @@ def window_exact_for(recording: Recording, config: RunConfig, published: bool, n
         return None
     from .participant import preprocessing_steps, stage_signal  # participant imports the embedding workflow
 
-    opened = open_recording(recording, include_dbs=config.include_dbs)
-    steps = preprocessing_steps(opened, config, recording)
+    preprocessing = config.preprocessing_params()
+    opened = open_recording(recording, include_dbs=preprocessing.include_dbs)
+    steps = preprocessing_steps(opened, preprocessing, recording)
     shape = (len(steps.plan.derivations), resampled_length(opened.n_samples, opened.sfreq, steps.target))
     if shape[0] != n_channels:
         raise RecordingError(f"{recording.path}: preprocessing gives {shape[0]} channels but its spectrogram "
                              f"derivative has {n_channels}: rerun with --overwrite")
-    front_end = spectrogram_front_end(config, steps.sfreq, str(recording.path))
+    front_end = spectrogram_front_end(config.spectrogram_params(), steps.sfreq, str(recording.path))
     onsets = None
     if events is not None:
         # the readout window is centred on onset + offset, as for windows cut from the spectrogram
@@ -45,9 +44,3 @@ def window_exact_for(recording: Recording, config: RunConfig, published: bool, n
         staged = stage_signal(scratch / "signal.npy", shape, opened, steps)
         return window_exact_embeddings(np.load(staged, mmap_mode="r"), front_end, model, window_params,
                                        event_params, onsets, device)
-
-
-def windowing_matches(sidecar: Path, config: RunConfig, published: bool) -> bool:
-    """Whether existing embeddings were windowed as this run asks (else they are recomputed, not kept stale)."""
-    recorded = deriv.read_json(sidecar).get("Windowing", {}).get("Kind")
-    return recorded == resolve_windowing(config.embedding_windowing, published)
