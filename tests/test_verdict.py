@@ -116,6 +116,17 @@ def test_population_rows_pair_subjects_with_the_laplacian_probe_and_single_elect
     assert "the best single bb electrode of each subject" in text
 
 
+def test_too_few_subjects_to_reach_significance_is_said_plainly():
+    summary = _population_summary(np.random.default_rng(3))
+    three = summary[summary["subject"].isin(sorted(summary["subject"].unique())[:3])]
+    text = " ".join(verdict_sentences(verdict(three)))
+    # with 3 subjects the exact signed-rank test's smallest two-sided p is 2 / 2**3 = 0.25
+    assert "With 3 pairs the test cannot reach p < 0.05 (its smallest p is 0.25)" in text
+    assert wilcoxon([0.1, 0.2, 0.3]).pvalue == pytest.approx(0.25)
+    # with 6 subjects it can (the full summary's population model beats the Laplacian probe), and nothing is added
+    assert "With 6 pairs" not in " ".join(verdict_sentences(verdict(summary)))
+
+
 @pytest.mark.parametrize("values, expected", [
     (["speech", "nonspeech"], ("speech", "nonspeech")),
     (["rest", "task"], ("task", "rest")),

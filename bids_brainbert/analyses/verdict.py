@@ -175,8 +175,17 @@ def _outcome(feature: str, other: str, median: float, n: int, p: float, unit: st
         winner, loser = (feature, other) if median > 0 else (other, feature)
         return (f"{winner} beats {loser} (median paired AUC difference {median:+.3f} for {feature}, "
                 f"{n} {unit}, Wilcoxon p = {p:.2g}).")
-    return (f"{feature} and {other} do not differ (median paired AUC difference {median:+.3f}, {n} {unit}, "
+    text = (f"{feature} and {other} do not differ (median paired AUC difference {median:+.3f}, {n} {unit}, "
             f"Wilcoxon p = {p:.2g}).")
+    if smallest_p(n) >= ALPHA:      # e.g. 3 subjects: no outcome of the test could have been significant
+        text += (f" With {n} pairs the test cannot reach p < {ALPHA:g} (its smallest p is {smallest_p(n):.2g}): "
+                 f"more {unit} are needed to tell them apart.")
+    return text
+
+
+def smallest_p(n: int) -> float:
+    """The smallest two-sided p-value the exact signed-rank test can give with n non-zero pairs (all signs equal)."""
+    return min(1.0, 2.0 ** (1 - n))
 
 
 def _level_of(rows: pd.DataFrame) -> pd.Series:
