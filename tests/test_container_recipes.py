@@ -221,3 +221,15 @@ def test_the_marker_file_each_recipe_writes_identifies_the_image(monkeypatch, tm
     expected = ({"Type": "docker", "Tag": f"bids-brainbert:{__version__}"} if recipe == "Dockerfile" else
                 {"Type": "singularity", "Tag": f"bids-brainbert_{__version__}.sif"})
     assert generated_by()["Container"] == expected
+
+
+def test_ci_finds_the_readme_commands_it_runs():
+    """.ci/run takes the README's two commands with awk: a reworded heading once made CI stop before any test."""
+    ci = (REPO / ".ci" / "run").read_text()
+    lines = [line for line in ci.splitlines() if line.startswith(("test_command=", "demo_command="))]
+    assert len(lines) == 2
+    script = "\n".join(lines + ['printf "%s\\n%s\\n" "$demo_command" "$test_command"'])
+    out = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    demo, tests = out.splitlines()
+    assert demo.startswith("python3 -m venv") and demo.endswith("bids-brainbert demo demo_out")
+    assert tests.startswith("python3 -m venv") and tests.endswith("-m pytest -n 2 tests")
