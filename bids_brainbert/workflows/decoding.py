@@ -454,8 +454,7 @@ def generalization_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def decoding_params(config: RunConfig) -> DecodingParams:
-    return DecodingParams(n_folds=config.decoding_folds, n_permutations=config.decoding_permutations,
-                          permutation=config.decoding_permutation_scheme)
+    return config.decoding_settings().probe_params()
 
 
 def write_verdict_table(config: RunConfig, task: str, summary: pd.DataFrame, base: dict) -> list[Path]:

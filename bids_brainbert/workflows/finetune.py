@@ -31,11 +31,8 @@ LOGGER = logging.getLogger("bids_brainbert")
 
 
 def finetune_params(config: RunConfig) -> FinetuneParams:
-    return FinetuneParams(top_layers=config.finetune_layers or None, max_epochs=config.finetune_epochs,
-                          layer=config.embedding_layer, pooling=config.embedding_pooling,
-                          middle_frames=config.embedding_middle_frames,
-                          n_permutations=config.finetune_permutations,
-                          permutation=config.decoding_permutation_scheme)
+    return config.finetune_settings().finetune_params(config.embedding_settings(),
+                                                      config.decoding_permutation_scheme)
 
 
 def subject_windows(config: RunConfig, recordings) -> tuple[dict[str, np.ndarray], list, list, list, list]:

@@ -26,11 +26,7 @@ LOGGER = logging.getLogger("bids_brainbert")
 
 
 def pretraining_config(config: RunConfig) -> PretrainConfig:
-    return PretrainConfig(model=config.model_size, batch_size=config.batch_size, steps=config.train_steps,
-                          lr=config.learning_rate, optimizer=config.optimizer, mask_p=config.mask_probability,
-                          window_s=config.train_window_s, seed=config.random_seed,
-                          checkpoint_every=min(config.checkpoint_every, config.train_steps), device=config.device,
-                          precision=config.precision)
+    return config.pretrain_settings().pretrain_config(config.random_seed, config.device, config.precision)
 
 
 def training_files(config: RunConfig, recordings: list[Recording]):

@@ -96,7 +96,7 @@ def run_population(config: RunConfig, recordings) -> list[Path]:
                                task, label)
                 continue
             model_config = PopulationConfig(d_in=windows[0].x.shape[2], **MODEL_SIZE)
-            pretraining = PretrainParams(steps=config.population_steps)
+            pretraining = config.population_settings().pretrain_params()
             model, summary = pretrain_population(windows, model_config, pretraining, seed=config.random_seed)
             directory = deriv.ensure_inside(config.output_dir, config.output_dir / MODELS_DIR / POPULATION_DIR
                                             / population_model_dir(task, label))
