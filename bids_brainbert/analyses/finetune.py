@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import seeds
 from ..embedding import pool_frames
 from ..errors import UsageError
 from ..params import default_of
@@ -201,7 +202,7 @@ def finetune_decode(windows: np.ndarray, y, starts_s, stops_s, runs, make_encode
     folds, scheme = leakage_free_folds(starts_s, stops_s, runs, n_folds=n_folds, gap_s=gap_s)
     result = FinetuneResult(scheme)
     gen = torch.Generator().manual_seed(int(seed))
-    labels = label_permutations(y, starts_s, runs, params.n_permutations, np.random.default_rng([int(seed), 23]),
+    labels = label_permutations(y, starts_s, runs, params.n_permutations, np.random.default_rng([int(seed), seeds.FINETUNE_NULL]),
                                 params.permutation)
     for index, fold in enumerate(folds):
         if len(np.unique(y[fold.train])) < 2 or len(np.unique(y[fold.test])) < 2:

@@ -26,7 +26,7 @@ from ..config import RunConfig
 from ..errors import BidsBrainbertError  # noqa: F401 (re-exported)
 from .steps import ANALYSES, runs  # noqa: F401 (ANALYSES re-exported)
 # the step modules' names, for the population and fine-tuning workflows (``group.<name>``) and the tests
-from .decoding import (FEATURE_CHOICES, SCORE_COLUMNS, SUMMARY_COLUMNS, decoding_params,  # noqa: F401
+from .decoding import (FEATURE_CHOICES, SCORE_COLUMNS, SUMMARY_COLUMNS,  # noqa: F401
                        gather_subject, run_decoding, write_verdict_table)
 from .dimensionality import run_dimensionality
 from .group_report import write_citation, write_group_report

@@ -15,7 +15,7 @@ import pandas as pd
 from ..analyses.decoding import DecodingParams, data_efficiency, data_efficiency_sizes, decode
 from ..analyses.features import (FeatureSet, event_windows, spectrogram_features, spectrogram_features_at_offsets,
                                  voltage_features)
-from ..analyses.regions import Atlas, assign_regions
+from ..analyses.regions import Atlas, assign_regions, region_column
 from ..analyses.verdict import VERDICT_COLUMNS, verdict
 from .. import seeds
 from ..bids import derivatives as deriv
@@ -24,6 +24,7 @@ from ..bids.discovery import Recording
 from ..config import RunConfig, replace
 from ..errors import RecordingError, UsageError
 from ..io.loading import find_electrodes_file, load_recording
+from ..params import DECODING_FEATURES
 from ..transforms.spectrogram import spectrogram_front_end
 from .embeddings import read_events
 from .participant import preprocess, spectrogram_paths_for
@@ -33,7 +34,7 @@ from .group_tables import (by_task, decoding_targets, embedding_event_files, eve
 LOGGER = logging.getLogger("bids_brainbert")
 
 BASELINES = ("voltage", "superlet", "stft", "laplacian")
-FEATURE_CHOICES = BASELINES + ("embeddings", "random")
+FEATURE_CHOICES = DECODING_FEATURES   # the baselines, the model's embeddings and its random-weights control
 # readout offsets (s after the onset) at which the best electrodes' spectrogram baseline is re-scored for the report
 READOUT_OFFSETS_S = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 OFFSET_CURVE_ELECTRODES = 3
@@ -95,9 +96,9 @@ class SubjectExamples:
 
 # ------------------------------------------------------------------------------------------------ decoding inputs
 
-def readout_offsets(config: RunConfig, frame_rate_hz: float) -> tuple[float, ...]:
-    """The offsets of READOUT_OFFSETS_S whose readout stays inside the decoding window."""
-    half = config.decoding_window_s / 2 - config.embedding_middle_frames / frame_rate_hz / 2
+def readout_offsets(window_s: float, middle_frames: int, frame_rate_hz: float) -> tuple[float, ...]:
+    """The offsets of READOUT_OFFSETS_S whose readout (``middle_frames``) stays inside the decoding window."""
+    half = window_s / 2 - middle_frames / frame_rate_hz / 2
     return tuple(o for o in READOUT_OFFSETS_S if abs(o) <= half + 1e-9)
 
 
@@ -138,7 +139,7 @@ def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.
                            f"{config.decoding_offset_s:g} s after the onset, in the window centred on the onset; "
                            "only the union of the event windows is transformed"})
             if offset_blocks is not None and not offset_blocks:    # the first spectrogram baseline computed
-                offsets = readout_offsets(config, front_end.frame_rate_hz)
+                offsets = readout_offsets(window, config.embedding_middle_frames, front_end.frame_rate_hz)
                 grid = spectrogram_features_at_offsets(signal, front_end, onsets, window,
                                                        config.embedding_middle_frames,
                                                        offsets + (config.decoding_offset_s,),
@@ -243,7 +244,7 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
 
 # ------------------------------------------------------------------------------------------------ decoding
 
-def region_lookup(config: RunConfig, subject_channels: pd.DataFrame, recording: Recording | None,
+def region_lookup(subject_channels: pd.DataFrame, recording: Recording | None,
                   atlas: Atlas | None) -> dict[str, tuple[str, str]]:
     """electrode -> (region, source)."""
     table = subject_channels.copy()
@@ -258,7 +259,6 @@ def region_lookup(config: RunConfig, subject_channels: pd.DataFrame, recording: 
             if "region" not in table.columns:
                 raw = pd.read_csv(electrodes_file, sep="\t", na_values=["n/a"], keep_default_na=False,
                                   dtype={"name": str}).set_index("name", drop=False)
-                from ..analyses.regions import region_column
                 column = region_column(raw)
                 if column is not None and "sources" in table.columns:
                     first = table["sources"].astype(str).str.split(",").str[0]
@@ -275,7 +275,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
     """Decode every target for every subject and task; writes the score tables, sidecars and figures."""
     from ..reports import figures
 
-    params = decoding_params(config)
+    params = config.decoding_settings().probe_params()
     if abs(config.decoding_offset_s) >= config.decoding_window_s / 2:
         raise UsageError(f"--decoding-offset-s {config.decoding_offset_s:g}: the readout must stay inside the "
                          f"{config.decoding_window_s:g} s window (|offset| < {config.decoding_window_s / 2:g} s)")
@@ -309,10 +309,10 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 merged["Sources"] += [s for s in info.get("Sources", []) if s not in merged["Sources"]]
             values = np.asarray(examples.values)
             starts, stops, runs = (np.asarray(v) for v in (examples.starts, examples.stops, examples.runs))
-            regions = region_lookup(config, next(iter(examples.channel_tables.values())), subject_recordings[0],
+            regions = region_lookup(next(iter(examples.channel_tables.values())), subject_recordings[0],
                                     atlas)
             for feature, channels in examples.channel_tables.items():
-                for name, region in region_lookup(config, channels, subject_recordings[0], atlas).items():
+                for name, region in region_lookup(channels, subject_recordings[0], atlas).items():
                     regions.setdefault(name, region)
             for target, positive, negative in targets:
                 mask = np.ones(len(values), dtype=bool) if negative is None else np.isin(values, [positive, negative])
@@ -451,10 +451,6 @@ def generalization_summary(summary: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     grouped = emb.groupby(["subject", "target", "feature", "in_pretraining"])["auc_mean"]
     return grouped.agg(auc_electrode_mean="mean", n_electrodes="count").reset_index()
-
-
-def decoding_params(config: RunConfig) -> DecodingParams:
-    return config.decoding_settings().probe_params()
 
 
 def write_verdict_table(config: RunConfig, task: str, summary: pd.DataFrame, base: dict) -> list[Path]:

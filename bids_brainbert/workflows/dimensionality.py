@@ -77,7 +77,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                 continue
             info.setdefault("spectrogram", {"Kind": "control", "Readout": "log10 magnitude of the spectrogram "
                                             "derivative averaged over all frames of each embedding window"})
-            regions = region_lookup(config, channels_table, subject_recordings[0], atlas)
+            regions = region_lookup(channels_table, subject_recordings[0], atlas)
             for feature, electrodes in per_feature.items():
                 for name, parts in electrodes.items():
                     x = np.concatenate(parts)

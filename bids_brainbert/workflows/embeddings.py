@@ -217,7 +217,8 @@ def _compute(recording: Recording, spectrogram_data: Path, spec_sidecar: dict, c
     # BrainBERT reads decoding probes from the middle frames but measures dimensionality on all-frames means
     window_params = replace(params, pooling=settings.window_pooling)
     # BrainBERT's per-window input (published weights, --embedding-windowing brainbert), else the derivative's
-    exact = window_exact_for(recording, config, model_source.published, spectrogram.shape[0], model, window_params,
+    exact = window_exact_for(recording, config.preprocessing_params(), config.spectrogram_params(), settings,
+                             config.work_dir, model_source.published, spectrogram.shape[0], model, window_params,
                              params, events, device)
     common.update(windowing_fields(exact))
     if windows_todo:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analyses.finetune import FinetuneParams, finetune_decode
+from ..analyses.finetune import finetune_decode
 from ..bids import derivatives as deriv
 from ..config import RunConfig
 from ..embedding import event_window_starts, window_frames
@@ -28,11 +28,6 @@ from .participant import spectrogram_paths_for
 from .population import _merge_into_decoding_tables
 
 LOGGER = logging.getLogger("bids_brainbert")
-
-
-def finetune_params(config: RunConfig) -> FinetuneParams:
-    return config.finetune_settings().finetune_params(config.embedding_settings(),
-                                                      config.decoding_permutation_scheme)
 
 
 def subject_windows(config: RunConfig, recordings) -> tuple[dict[str, np.ndarray], list, list, list, list]:
@@ -73,7 +68,8 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
     if source is None:
         LOGGER.warning("no model to fine-tune: pretrain one (--analysis pretrain) or give --model")
         return []
-    params = finetune_params(config)
+    params = config.finetune_settings().finetune_params(config.embedding_settings(),
+                                                        config.decoding_permutation_scheme)
     feature = f"{source.label}Finetuned"
     info = {feature: {"Kind": "finetuned", "ModelLabel": source.label, "ModelSha256": source.sha256,
                       "FineTuning": params.to_dict(), "WindowS": config.decoding_window_s,

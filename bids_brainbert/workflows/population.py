@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import seeds
 from ..analyses.decoding import decode
-from ..analyses.population import (PopulationConfig, PretrainParams, SubjectWindows, check_coordinates,
+from ..analyses.population import (PopulationConfig, SubjectWindows, check_coordinates,
                                    pretrain_population, save_population, summary_tokens)
 from ..analyses.regions import millimetres
 from ..bids import derivatives as deriv
@@ -64,7 +65,7 @@ def coordinates_mm(channels: pd.DataFrame, names: list[str], recording) -> np.nd
 
 def run_population(config: RunConfig, recordings) -> list[Path]:
     """Pretrain, save and read out the population model of every embedding model and task (see module notes)."""
-    params = group.decoding_params(config)
+    params = config.decoding_settings().probe_params()
     written: list[Path] = []
     for task, task_recordings in group.by_task(recordings).items():
         tables = {group.events_path(r): e for r in task_recordings if (e := group.read_events(r)) is not None}
@@ -111,7 +112,7 @@ def run_population(config: RunConfig, recordings) -> list[Path]:
                              "Checkpoint": str(directory.relative_to(config.output_dir)),
                              "Readout": "summary token of the frozen population model, then the linear probe of "
                                         "the per-electrode analysis (same folds, nested C, refitted null)"}
-            rng = np.random.default_rng([config.random_seed, 19])
+            rng = np.random.default_rng([config.random_seed, seeds.POPULATION])
             for subject, (examples, data) in examples_of.items():
                 tokens = summary_tokens(model, data)
                 score_rows, summary_rows = _read_out(subject, examples, tokens, targets, feature, trained, params,
@@ -160,7 +161,7 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
             new = pd.concat([old, new], ignore_index=True)[list(columns)]
         sidecar = deriv.read_json(path.with_suffix(".json")) if path.with_suffix(".json").exists() else {
             **group.provenance(config), "Task": task, "DecodingColumn": config.decoding_column,
-            "CrossValidation": group.decoding_params(config).to_dict(),
+            "CrossValidation": config.decoding_settings().probe_params().to_dict(),
             "Description": f"Cross-validated ROC-AUC ({name}) of the population model or fine-tuning",
             **{c: {"Description": d} for c, d in columns.items()}}
         sidecar.setdefault("Features", {}).update(info)
