@@ -210,7 +210,7 @@ def build_config(cli_values: dict[str, Any], file_values: dict[str, Any] | None 
 
 def write_config_toml(config: RunConfig, path: Path) -> None:
     """Save the resolved configuration as TOML (atomically)."""
-    from .bids.derivatives import atomic_write_bytes
+    from .bids.derivatives import atomic_write_bytes   # deferred: pandas, which RunConfig alone does not need
 
     atomic_write_bytes(path, tomli_w.dumps(config.to_toml_dict()).encode())
 

@@ -20,7 +20,7 @@ from bids_brainbert.params import (DecodingSettings, DimensionalitySettings, Emb
 from bids_brainbert.training import PretrainConfig
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bids_brainbert"
-DOMAIN = ("transforms", "io", "preprocessing", "model", "training", "analyses", "embedding.py", "windowing.py")
+DOMAIN = ("transforms", "io", "preprocessing", "model", "training", "analyses", "frozen_embeddings.py", "windowing.py")
 
 
 def test_the_run_configuration_builds_the_default_step_parameters():

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .. import seeds
-from ..embedding import pool_frames
+from ..frozen_embeddings import pool_frames
 from ..errors import UsageError
 from ..params import default_of
 from ..training.windows import zscore_frequencies

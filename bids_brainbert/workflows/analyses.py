@@ -31,8 +31,8 @@ from .decoding import (FEATURE_CHOICES, SCORE_COLUMNS, SUMMARY_COLUMNS,  # noqa:
 from .dimensionality import run_dimensionality
 from .group_report import write_citation, write_group_report
 from .group_tables import (_read_tsv, by_task, decoding_targets, events_path,  # noqa: F401
-                           model_training_subjects, natural_contrast_order, provenance, read_channels, root_path,
-                           write_table)
+                           model_training_subjects, natural_contrast_order, provenance, read_channels_derivative,
+                           root_path, write_table)
 from .embeddings import read_events  # noqa: F401
 from .subject_report import write_subject_reports
 

@@ -29,7 +29,7 @@ from ..transforms.spectrogram import spectrogram_front_end
 from .embeddings import read_events
 from .participant import preprocess, spectrogram_paths_for
 from .group_tables import (by_task, decoding_targets, embedding_event_files, events_path, match_onsets,
-                           model_training_subjects, provenance, read_channels, root_path, write_table)
+                           model_training_subjects, provenance, read_channels_derivative, root_path, write_table)
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -192,7 +192,7 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
                 table = pd.read_csv(files["table"], sep="\t", na_values=["n/a"], keep_default_na=False)
                 rows = match_onsets(onsets, pd.to_numeric(table["onset"], errors="coerce").to_numpy(dtype=float))
                 keep &= rows >= 0          # events whose embedding window left the recording are absent
-                channels = read_channels(data_path.with_name(sidecar["ChannelsFile"]))
+                channels = read_channels_derivative(data_path.with_name(sidecar["ChannelsFile"]))
                 blocks[label] = (np.load(files["data"], mmap_mode="r"), channels["name"].tolist(), rows, channels)
                 info = found.feature_info.setdefault(label, {
                     "Kind": kind, "ModelLabel": label, "ModelSha256": sidecar["Model"]["Sha256"],
@@ -273,7 +273,7 @@ def region_lookup(subject_channels: pd.DataFrame, recording: Recording | None,
 
 def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | None = None) -> list[Path]:
     """Decode every target for every subject and task; writes the score tables, sidecars and figures."""
-    from ..reports import figures
+    from ..reports import figures  # deferred: matplotlib, loaded only when a figure is drawn
 
     params = config.decoding_settings().probe_params()
     if abs(config.decoding_offset_s) >= config.decoding_window_s / 2:

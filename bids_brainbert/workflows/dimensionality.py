@@ -19,7 +19,7 @@ from ..bids.discovery import Recording
 from ..config import RunConfig
 from .participant import spectrogram_paths_for
 from .decoding import region_lookup
-from .group_tables import by_task, provenance, read_channels, root_path, write_table
+from .group_tables import by_task, provenance, read_channels_derivative, root_path, write_table
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -29,7 +29,7 @@ LOGGER = logging.getLogger("bids_brainbert")
 def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: Atlas | None = None) -> list[Path]:
     """Intrinsic dimensionality per electrode of each embedding model's sliding-window embeddings, and of the
     spectrogram (log10 magnitude averaged over the same windows) as control, summarised by region."""
-    from ..reports import figures
+    from ..reports import figures  # deferred: matplotlib, loaded only when a figure is drawn
 
     rng = np.random.default_rng([config.random_seed, seeds.DIMENSIONALITY])
     written: list[Path] = []
@@ -49,7 +49,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                     LOGGER.info("%s: no complete spectrogram derivative, left out of the dimensionality analysis",
                                 recording.relative_path)
                     continue
-                channels = read_channels(paths["channels"])
+                channels = read_channels_derivative(paths["channels"])
                 channels_table = channels if channels_table is None else channels_table
                 spec_sidecar = deriv.read_json(paths["sidecar"])
                 spectrogram = np.load(paths["data"], mmap_mode="r")
@@ -60,7 +60,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                     sidecar = deriv.read_json(npy.with_suffix(".json"))
                     embeddings = np.load(npy, mmap_mode="r")
                     centres = np.asarray(sidecar.get("WindowCentresS", []), float)
-                    names = read_channels(paths["data"].with_name(sidecar["ChannelsFile"]))["name"].tolist()
+                    names = read_channels_derivative(paths["data"].with_name(sidecar["ChannelsFile"]))["name"].tolist()
                     info.setdefault(label, {"Kind": "embedding", "ModelSha256": sidecar["Model"]["Sha256"],
                                             "Layer": sidecar["Layer"], "Pooling": sidecar["Pooling"],
                                             "WindowS": sidecar["WindowS"], "StrideS": sidecar["StrideS"]})

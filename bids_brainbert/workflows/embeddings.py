@@ -1,4 +1,5 @@
-"""Embedding derivatives: a frozen model applied to a recording's spectrogram derivative.
+"""The embeddings step: a frozen model applied to a recording's spectrogram derivative, written as derivatives
+(the arrays themselves are computed by :mod:`bids_brainbert.frozen_embeddings`).
 
 Per recording and model label ``<label>`` (default ``brainbert``)::
 
@@ -30,7 +31,7 @@ from ..config import RunConfig
 from ..fingerprints import fingerprint, stale_reason, tree_sha256
 from ..params import EmbeddingSettings
 from ..devices import resolve_device
-from ..embedding import EmbeddingParams, event_locked_embeddings, windowed_embeddings
+from ..frozen_embeddings import EmbeddingParams, event_locked_embeddings, windowed_embeddings
 from ..errors import CheckpointError, RecordingError, UsageError
 from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
 from ..model.checkpoints import PUBLISHED_SUFFIXES, check_input_width

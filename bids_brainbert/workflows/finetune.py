@@ -20,8 +20,9 @@ import pandas as pd
 from ..analyses.finetune import finetune_decode
 from ..bids import derivatives as deriv
 from ..config import RunConfig
-from ..embedding import event_window_starts, window_frames
+from ..frozen_embeddings import event_window_starts, window_frames
 from ..model.checkpoints import load_checkpoint
+from ..reports.html import Section, paragraph, table
 from . import analyses as group
 from .embeddings import find_model, read_events
 from .participant import spectrogram_paths_for
@@ -50,7 +51,7 @@ def subject_windows(config: RunConfig, recordings) -> tuple[dict[str, np.ndarray
         keep = np.flatnonzero(valid & events[config.decoding_column].notna().to_numpy())
         if not len(keep):
             continue
-        names = group.read_channels(paths["channels"])["name"].astype(str).tolist()
+        names = group.read_channels_derivative(paths["channels"])["name"].astype(str).tolist()
         names_per_run.append(names)
         for row, name in enumerate(names):
             rows = np.asarray(spectrogram[row])
@@ -134,8 +135,6 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
 def report_section(config: RunConfig, task: str):
     """The group report's section on fine-tuning: AUC, chance band and permutation p per electrode and per
     subject (population variant) beside the frozen probe of the same model; None when it has not run for ``task``."""
-    from ..reports.html import Section, paragraph, table
-
     summary = group._read_tsv(group.root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
     if summary is None:
         return None

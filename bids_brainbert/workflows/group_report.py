@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 from .. import __version__
-from ..analyses.verdict import verdict
 from ..bids import derivatives as deriv
 from ..bids import names as naming
 from ..bids.discovery import Recording
@@ -17,13 +16,16 @@ from ..errors import BidsBrainbertError
 from .participant import spectrogram_paths_for
 from .decoding import OFFSET_CURVE_ELECTRODES
 from .group_tables import _read_tsv, root_path, task_of
+from ..analyses.verdict import report_table, verdict, verdict_sentences
+from ..reports.boilerplate import methods_text, package_versions
+from ..reports.html import Section, heading, image, paragraph, preformatted, render, table
+from ..training import latest_checkpoint
+from .embeddings import find_model
+from .provenance import model_record, recorded_settings
 
 
 def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
     """The verdict table (from its TSV when written, else from the summary) and its plain-words outcome."""
-    from ..analyses.verdict import verdict_sentences
-    from ..reports.html import paragraph, table
-
     stored = _read_tsv(root_path(config, naming.group_table(task, "verdict", "summary")))
     frame = stored if stored is not None else verdict(summary)
     if frame is None or not len(frame):
@@ -43,14 +45,10 @@ def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
 
 def compact_verdict(frame: pd.DataFrame) -> pd.DataFrame:
     """The verdict as the report shows it: one comparison per cell."""
-    from ..analyses.verdict import report_table
-
     return report_table(frame)
 
 
 def data_efficiency_caption(path: Path) -> str:
-    from ..reports.html import paragraph
-
     sidecar_path = path.with_suffix(".json")
     if not sidecar_path.exists():
         return ""
@@ -77,12 +75,10 @@ def electrode_count_reason(config: RunConfig, task: str, feature: str) -> str:
 
 
 def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
-    from ..reports import figures
-    from ..reports.html import Section, heading, image, paragraph, preformatted, render, table
+    from ..reports import figures  # deferred: matplotlib, loaded only when a figure is drawn
 
     sections: list[Section] = []
     loss_body = ""
-    from ..training import latest_checkpoint
 
     models_root = config.output_dir / MODELS_DIR
     for model_dir in sorted(models_root.glob("desc-*")) if models_root.is_dir() else []:
@@ -90,7 +86,6 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
         if checkpoint is not None and (checkpoint / "loss_curve.png").exists():
             loss_body += heading(f"{model_dir.name} ({checkpoint.name})")
             loss_body += image((checkpoint / "loss_curve.png").read_bytes(), f"loss curve {model_dir.name}")
-            from .provenance import model_record
 
             record = model_record(config.output_dir, model_dir.name.removeprefix("desc-"))
             if record is not None:
@@ -174,10 +169,6 @@ CITATION = "logs/CITATION.md"
 
 def write_citation(config: RunConfig, analysis: str, recordings: list[Recording] | None = None) -> Path:
     """logs/CITATION.md from what the outputs record (model config.json, sidecars), not the current defaults."""
-    from ..reports.boilerplate import methods_text, package_versions
-    from .embeddings import find_model
-    from .provenance import recorded_settings
-
     model = None
     try:
         source = find_model(config)

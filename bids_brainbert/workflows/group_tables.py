@@ -16,6 +16,7 @@ from ..bids import names as naming
 from ..bids.discovery import Recording
 from ..config import RunConfig
 from ..errors import RecordingError, UsageError
+from ..training import latest_checkpoint
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -112,8 +113,6 @@ def _label(value: str) -> str:
 def model_training_subjects(config: RunConfig, label: str) -> dict[str, str] | None:
     """What pretraining the group model ``label`` did with each subject it saw: 'trained' (a recording in the
     training set) or 'validation only'; None when the model is not in OUTPUT_DIR/models."""
-    from ..training import latest_checkpoint
-
     checkpoint = latest_checkpoint(config.output_dir / naming.model_dir(label))
     if checkpoint is None:
         return None
@@ -157,7 +156,9 @@ def match_onsets(wanted: np.ndarray, available: np.ndarray, tolerance_s: float =
     return out
 
 
-def read_channels(path: Path) -> pd.DataFrame:
+def read_channels_derivative(path: Path) -> pd.DataFrame:
+    """A ``_channels.tsv`` derivative (the rows of a spectrogram or embedding array), not the signals:
+    :func:`bids_brainbert.io.loading.read_channel_data` reads those."""
     try:
         return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype={"name": str})
     except (OSError, pd.errors.ParserError) as exc:

@@ -29,6 +29,7 @@ from ..analyses.regions import millimetres
 from ..bids import derivatives as deriv
 from ..config import RunConfig
 from ..io.loading import find_electrodes_file
+from ..reports.html import Section, paragraph, table
 from . import analyses as group
 from ..bids.names import MODELS_DIR, group_table, population_model_dir
 
@@ -174,8 +175,6 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
 
 def report_section(config: RunConfig, task: str):
     """The group report's section on the population model (None when it has not run for ``task``)."""
-    from ..reports.html import Section, paragraph, table
-
     summary = group._read_tsv(group.root_path(config, group_table(task, "decoding", "summary")))
     if summary is None:
         return None

@@ -16,7 +16,8 @@ from ..bids.discovery import Recording
 from ..config import RunConfig
 from .embeddings import read_events
 from .participant import spectrogram_paths_for
-from .group_tables import _read_tsv, embedding_event_files, read_channels, root_path, task_of
+from .group_tables import _read_tsv, embedding_event_files, read_channels_derivative, root_path, task_of
+from ..reports.html import Section, heading, image, paragraph, render, table
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -48,8 +49,7 @@ def channel_usage(recording: Recording, used: list[str], reference: str) -> pd.D
 
 
 def subject_report(config: RunConfig, subject: str, recordings: list[Recording]) -> str:
-    from ..reports import figures
-    from ..reports.html import Section, heading, image, paragraph, render, table
+    from ..reports import figures  # deferred: matplotlib, loaded only when a figure is drawn
 
     sections: list[Section] = []
     summary_rows, channel_blocks, spectrogram_imgs, embedding_imgs = [], [], [], []
@@ -60,7 +60,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
             summary_rows.append({"recording": recording.relative_path, "status": "no complete derivative"})
             continue
         sidecar = deriv.read_json(paths["sidecar"])
-        channels = read_channels(paths["channels"])
+        channels = read_channels_derivative(paths["channels"])
         spectrogram = np.load(paths["data"], mmap_mode="r")
         rate = float(sidecar["SamplingFrequency"])
         reference = sidecar.get("Preprocessing", {}).get("Reference", {}).get("scheme", config.reference)
@@ -87,7 +87,8 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
             kept = pd.read_csv(files["table"], sep="\t", na_values=["n/a"], keep_default_na=False)
             column = config.decoding_column if config.decoding_column in kept.columns else None
             if emb.shape[0] and emb.shape[1] >= 3 and column:
-                names = read_channels(paths["data"].with_name(emb_sidecar["ChannelsFile"]))["name"].astype(str).tolist()
+                channel_table = read_channels_derivative(paths["data"].with_name(emb_sidecar["ChannelsFile"]))
+                names = channel_table["name"].astype(str).tolist()
                 row, _ = example_channel(names, ranking)
                 embedding_imgs.append(image(figures.embedding_scatter(
                     np.asarray(emb[row]), kept[column].astype(str).tolist(),
