@@ -292,7 +292,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
         if not tables:
             LOGGER.warning("task %s: no events.tsv in any selected recording, nothing to decode", task)
             continue
-        targets = decoding_targets(config, tables)
+        targets = decoding_targets(config.decoding_settings(), tables)
         subjects = defaultdict(list)
         for recording in task_recordings:
             subjects[recording.subject].append(recording)
@@ -325,7 +325,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                     info = examples.feature_info[feature]
                     in_pretraining = "n/a"
                     if info["Kind"] == "embedding":
-                        roles = model_training_subjects(config, feature)
+                        roles = model_training_subjects(config.output_dir, feature)
                         in_pretraining = "n/a" if roles is None else roles.get(subject, "held out")
                     common = {"subject": subject, "target": target, "positive_class": positive, "feature": feature,
                               "feature_kind": info["Kind"], "in_pretraining": in_pretraining}
@@ -365,7 +365,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
         if not score_rows:
             LOGGER.warning("task %s: nothing could be decoded", task)
             continue
-        base = {**provenance(config), "Task": task, "DecodingColumn": config.decoding_column,
+        base = {**provenance(config.random_seed), "Task": task, "DecodingColumn": config.decoding_column,
                 "Targets": {t: {"Positive": p, "Negative": n if n is not None else "all other values"}
                             for t, p, n in targets},
                 "WindowS": config.decoding_window_s, "WindowAlignment": "centred on the events.tsv onset",
@@ -374,16 +374,16 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 "Sources": [f"bids:raw:{r.relative_path}" for r in task_recordings]
                 + [src for info in feature_info.values() for src in info.get("Sources", [])]}
         scores = pd.DataFrame(score_rows, columns=list(SCORE_COLUMNS))
-        written.append(write_table(config, naming.group_table(task, "decoding", "scores"), scores, {
+        written.append(write_table(config.output_dir, naming.group_table(task, "decoding", "scores"), scores, {
             **base, "Description": "Cross-validated ROC-AUC of linear probes, one row per fold",
             **{c: {"Description": d} for c, d in SCORE_COLUMNS.items()}}))
         summary = pd.DataFrame(summary_rows, columns=list(SUMMARY_COLUMNS))
-        written.append(write_table(config, naming.group_table(task, "decoding", "summary"), summary, {
+        written.append(write_table(config.output_dir, naming.group_table(task, "decoding", "summary"), summary, {
             **base, "Description": "Per-probe mean ROC-AUC over folds with permutation chance level and p-value",
             **{c: {"Description": d} for c, d in SUMMARY_COLUMNS.items()}}))
         if efficiency_rows:
             efficiency = pd.DataFrame(efficiency_rows)
-            written.append(write_table(config, naming.group_table(task, "dataefficiency", "scores"), efficiency, {
+            written.append(write_table(config.output_dir, naming.group_table(task, "dataefficiency", "scores"), efficiency, {
                 **base, "Description": "Population-probe ROC-AUC against the number of training examples "
                                        "(stratified random subsets of each training fold, the fold's C)",
                 "RequestedSizes": list(config.data_efficiency_sizes), "SizesUsed": sizes_used,
@@ -396,14 +396,14 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 "fold": {"Description": "Outer fold"}, "auc": {"Description": "Held-out ROC-AUC"}}))
         generalization = generalization_summary(summary)
         if len(generalization):
-            written.append(write_table(config, naming.group_table(task, "generalization", "summary"), generalization, {
+            written.append(write_table(config.output_dir, naming.group_table(task, "generalization", "summary"), generalization, {
                 **base, "Description": "Mean electrode AUC of embedding features by whether the subject was in the "
                                        "model's pretraining data (false: held out, i.e. cross-subject generalization)",
                 "auc_electrode_mean": {"Description": "Mean over electrodes of the fold-mean AUC"},
                 "n_electrodes": {"Description": "Electrodes averaged"}}))
         written += write_verdict_table(config, task, summary, base)
         if offset_rows:
-            written.append(write_table(config, naming.group_table(task, "readoutoffset", "summary"),
+            written.append(write_table(config.output_dir, naming.group_table(task, "readoutoffset", "summary"),
                                        pd.DataFrame(offset_rows), {
                 **base, "Description": "Spectrogram baseline AUC of each subject's best electrodes (highest AUC "
                                        "at --decoding-offset-s) re-scored with the readout centred at other offsets "
@@ -416,7 +416,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
             figure_pngs["readoutOffset"] = figures.auc_by_offset(pd.DataFrame(offset_rows),
                                                                  config.decoding_offset_s)
         for name, png in figure_pngs.items():
-            path = root_path(config, naming.figure(task, name))
+            path = root_path(config.output_dir, naming.figure(task, name))
             deriv.atomic_write_bytes(path, png)
             written.append(path)
     return written
@@ -458,7 +458,7 @@ def write_verdict_table(config: RunConfig, task: str, summary: pd.DataFrame, bas
     verdict_table = verdict(summary)
     if not len(verdict_table):
         return []
-    return [write_table(config, naming.group_table(task, "verdict", "summary"), verdict_table, {
+    return [write_table(config.output_dir, naming.group_table(task, "verdict", "summary"), verdict_table, {
         **base, "Description": "Per target, feature and level: median AUC over electrodes (electrode rows) or over "
                                "subjects (population rows); for each embedding or fine-tuned feature the paired "
                                "difference to the Laplacian baseline and to its random-weights control at the same "

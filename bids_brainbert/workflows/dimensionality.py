@@ -112,11 +112,11 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                            ", ".join(f"{k} {v}" for k, v in sorted(per_subject.items())))
         short.clear()
         electrodes = pd.DataFrame(rows)
-        base = {**provenance(config), "Task": task, "Threshold": config.dimensionality_threshold,
+        base = {**provenance(config.random_seed), "Task": task, "Threshold": config.dimensionality_threshold,
                 "MaxExamples": config.dimensionality_examples, "Features": info,
                 "RegionSources": "region column of electrodes.tsv (via the channels table) when present, else "
                                  f"the atlas {atlas.source if atlas else '(none given)'}, else unknown"}
-        written.append(write_table(config, naming.group_table(task, "dimensionality", "electrodes"), electrodes, {
+        written.append(write_table(config.output_dir, naming.group_table(task, "dimensionality", "electrodes"), electrodes, {
             **base, "Description": "Intrinsic dimensionality per electrode: fewest principal components explaining "
                                    "more than Threshold of the variance of its window features",
             "dimension": {"Description": "Fewest principal components explaining > Threshold of the variance"},
@@ -134,12 +134,12 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                               dimension_sd=("dimension", "std"), dimension_median=("dimension", "median"),
                               max_dimension_mean=("max_dimension", "mean"),
                               n_at_ceiling=("at_ceiling", "sum")).reset_index())
-        written.append(write_table(config, naming.group_table(task, "dimensionality", "regions"), regions_table, {
+        written.append(write_table(config.output_dir, naming.group_table(task, "dimensionality", "regions"), regions_table, {
             **base, "Description": "Intrinsic dimensionality summarised by brain region and feature",
             "max_dimension_mean": {"Description": "Mean ceiling min(n_examples - 1, n_features) of the electrodes"},
             "n_at_ceiling": {"Description": "Electrodes whose dimension equals their ceiling (a lower bound)"}}))
         png = figures.dimensionality_by_region(regions_table)
-        path = root_path(config, naming.figure(task, "dimensionality"))
+        path = root_path(config.output_dir, naming.figure(task, "dimensionality"))
         deriv.atomic_write_bytes(path, png)
         written.append(path)
     return written

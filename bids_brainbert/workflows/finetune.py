@@ -87,7 +87,7 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
         tables = {group.events_path(r): e for r in task_recordings if (e := read_events(r)) is not None}
         if not tables:
             continue
-        targets = group.decoding_targets(config, tables)
+        targets = group.decoding_targets(config.decoding_settings(), tables)
         subjects = defaultdict(list)
         for recording in task_recordings:
             subjects[recording.subject].append(recording)
@@ -135,14 +135,14 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
 def report_section(config: RunConfig, task: str):
     """The group report's section on fine-tuning: AUC, chance band and permutation p per electrode and per
     subject (population variant) beside the frozen probe of the same model; None when it has not run for ``task``."""
-    summary = group._read_tsv(group.root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+    summary = group._read_tsv(group.root_path(config.output_dir, f"task-{task}_desc-decoding_summary.tsv"))
     if summary is None:
         return None
     summary = summary.assign(electrode=summary["electrode"].fillna("n/a"))      # population rows: n/a
     mine = summary[summary["feature_kind"].astype(str) == "finetuned"]
     if mine.empty:
         return None
-    features = deriv.read_json(group.root_path(config, f"task-{task}_desc-decoding_summary.json")).get("Features", {})
+    features = deriv.read_json(group.root_path(config.output_dir, f"task-{task}_desc-decoding_summary.json")).get("Features", {})
     notes = []
     rows = []
     for feature, own in mine.groupby("feature", sort=False):

@@ -73,7 +73,7 @@ def run_population(config: RunConfig, recordings) -> list[Path]:
         if not tables:
             LOGGER.warning("task %s: no events.tsv in any selected recording, no population model", task)
             continue
-        targets = group.decoding_targets(config, tables)
+        targets = group.decoding_targets(config.decoding_settings(), tables)
         subjects = defaultdict(list)
         for recording in task_recordings:
             subjects[recording.subject].append(recording)
@@ -107,7 +107,7 @@ def run_population(config: RunConfig, recordings) -> list[Path]:
                                                "Inputs": "event-window embeddings of every subject (labels unused)"})
             written += [directory / "population.safetensors", directory / "population.json"]
             feature = feature_name(label)
-            trained = group.model_training_subjects(config, label)
+            trained = group.model_training_subjects(config.output_dir, label)
             info[feature] = {"Kind": "embedding", "ModelLabel": label, "PopulationModel": model_config.to_dict(),
                              "Pretraining": {**pretraining.to_dict(), **summary},
                              "Checkpoint": str(directory.relative_to(config.output_dir)),
@@ -154,19 +154,19 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
     written = []
     for name, rows, columns in (("scores", score_rows, group.SCORE_COLUMNS),
                                 ("summary", summary_rows, group.SUMMARY_COLUMNS)):
-        path = group.root_path(config, group_table(task, "decoding", name))
+        path = group.root_path(config.output_dir, group_table(task, "decoding", name))
         new = pd.DataFrame(rows, columns=list(columns))
         old = group._read_tsv(path)
         if old is not None:
             old = old[~old["feature"].astype(str).isin(set(new["feature"]))]
             new = pd.concat([old, new], ignore_index=True)[list(columns)]
         sidecar = deriv.read_json(path.with_suffix(".json")) if path.with_suffix(".json").exists() else {
-            **group.provenance(config), "Task": task, "DecodingColumn": config.decoding_column,
+            **group.provenance(config.random_seed), "Task": task, "DecodingColumn": config.decoding_column,
             "CrossValidation": config.decoding_settings().probe_params().to_dict(),
             "Description": f"Cross-validated ROC-AUC ({name}) of the population model or fine-tuning",
             **{c: {"Description": d} for c, d in columns.items()}}
         sidecar.setdefault("Features", {}).update(info)
-        written.append(group.write_table(config, path.name, new, sidecar))
+        written.append(group.write_table(config.output_dir, path.name, new, sidecar))
         if name == "summary":      # the verdict reads the summary: rewritten with the rows that joined it
             base = {k: v for k, v in sidecar.items() if k not in columns and k != "Description"}
             written += group.write_verdict_table(config, task, new, base)
@@ -175,13 +175,13 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
 
 def report_section(config: RunConfig, task: str):
     """The group report's section on the population model (None when it has not run for ``task``)."""
-    summary = group._read_tsv(group.root_path(config, group_table(task, "decoding", "summary")))
+    summary = group._read_tsv(group.root_path(config.output_dir, group_table(task, "decoding", "summary")))
     if summary is None:
         return None
     mine = summary[summary["feature"].astype(str).str.startswith(FEATURE_PREFIX)]
     if mine.empty:
         return None
-    sidecar = deriv.read_json(group.root_path(config, group_table(task, "decoding", "summary", ".json")))
+    sidecar = deriv.read_json(group.root_path(config.output_dir, group_table(task, "decoding", "summary", ".json")))
     body = paragraph(
         "Population model: each window's frozen per-electrode embeddings, placed by their x, y, z (Fourier "
         "features, mm; a learned 'unknown position' for electrodes without coordinates), read out through a "

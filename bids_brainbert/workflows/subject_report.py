@@ -106,7 +106,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
                                 + "".join(embedding_imgs)))
     decoding_body = ""
     for task in sorted({task_of(r) for r in recordings}):
-        summary = _read_tsv(root_path(config, naming.group_table(task, "decoding", "summary")))
+        summary = _read_tsv(root_path(config.output_dir, naming.group_table(task, "decoding", "summary")))
         if summary is None:
             continue
         mine = summary[summary["subject"].astype(str) == subject]
@@ -121,7 +121,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
         sections.append(Section("Decoding", decoding_body))
     dim_body = ""
     for task in sorted({task_of(r) for r in recordings}):
-        electrodes = _read_tsv(root_path(config, naming.group_table(task, "dimensionality", "electrodes")))
+        electrodes = _read_tsv(root_path(config.output_dir, naming.group_table(task, "dimensionality", "electrodes")))
         if electrodes is not None:
             mine = electrodes[electrodes["subject"].astype(str) == subject]
             if len(mine):
@@ -137,7 +137,7 @@ def responsive_channels(config: RunConfig, subject: str, recordings: list[Record
     decoding)."""
     ranked: dict[str, float] = {}
     for task in sorted({task_of(r) for r in recordings}):
-        summary = _read_tsv(root_path(config, naming.group_table(task, "decoding", "summary")))
+        summary = _read_tsv(root_path(config.output_dir, naming.group_table(task, "decoding", "summary")))
         if summary is None:
             continue
         rows = summary[(summary["subject"].astype(str) == subject) & (summary["probe"] == "electrode")]
@@ -163,7 +163,7 @@ def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> lis
     for number, (subject, subject_recordings) in enumerate(sorted(subjects.items()), start=1):
         LOGGER.info("report %d of %d: sub-%s.html (%d recording(s))", number, len(subjects), subject,
                     len(subject_recordings))   # seconds each: figures for every recording
-        path = root_path(config, naming.subject_report(subject))
+        path = root_path(config.output_dir, naming.subject_report(subject))
         deriv.atomic_write_bytes(path, subject_report(config, subject, subject_recordings).encode("utf-8"))
         written.append(path)
     return written
