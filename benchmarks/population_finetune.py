@@ -22,7 +22,7 @@ from timing import best_time  # benchmarks/timing.py (the script's folder is on 
 from bids_brainbert.analyses.finetune import FinetuneModel, FinetuneParams, _fit, prepare_windows
 from bids_brainbert.analyses.population import (PopulationConfig, PretrainParams, SubjectWindows,
                                                 pretrain_population, summary_tokens)
-from bids_brainbert.embedding import EmbeddingParams, embed_windows
+from bids_brainbert.frozen_embeddings import EmbeddingParams, embed_windows
 from bids_brainbert.model import build_model
 from bids_brainbert.workflows.population import MODEL_SIZE
 

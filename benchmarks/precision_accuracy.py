@@ -28,7 +28,7 @@ import torch
 from bids_brainbert.analyses.decoding import DecodingParams, decode
 from bids_brainbert.bids import derivatives as deriv
 from bids_brainbert.cli.run import main as run_cli
-from bids_brainbert.embedding import EmbeddingParams, event_locked_embeddings, windowed_embeddings
+from bids_brainbert.frozen_embeddings import EmbeddingParams, event_locked_embeddings, windowed_embeddings
 from bids_brainbert.io.simulate import write_demo_dataset
 from bids_brainbert.model import build_model, load_checkpoint
 

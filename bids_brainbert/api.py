@@ -228,7 +228,7 @@ def load_model(path: PathLike, device: str = "cpu"):
 
 
 def _embedding_params(options: dict[str, Any]):
-    from .embedding import EmbeddingParams
+    from .frozen_embeddings import EmbeddingParams
 
     return EmbeddingParams(**options)
 
@@ -251,7 +251,7 @@ def sliding_embeddings(spectrogram: Spectrogram, model, **options: Any) -> tuple
     centres_s : ndarray, shape (n_windows,)
         Window centres in seconds from the recording's first sample.
     """
-    from .embedding import windowed_embeddings
+    from .frozen_embeddings import windowed_embeddings
 
     device = next(model.parameters()).device
     options = {"pooling": "mean", **options}
@@ -279,7 +279,7 @@ def event_embeddings(spectrogram: Spectrogram, onsets_s: np.ndarray, model,
     kept : ndarray of bool, shape (n_events,)
         False for events whose window would leave the recording.
     """
-    from .embedding import event_locked_embeddings
+    from .frozen_embeddings import event_locked_embeddings
 
     device = next(model.parameters()).device
     return event_locked_embeddings(spectrogram.data, spectrogram.frame_rate_hz, np.asarray(onsets_s, float), model,
@@ -313,7 +313,7 @@ def window_exact_embeddings(signal: np.ndarray, sfreq: float, model, onsets_s: n
         n_kept, d_model) and ``kept`` (n_events,) bool (None without onsets), ``windowing`` and
         ``events_windowing`` (as in the sidecars).
     """
-    from .embedding import EmbeddingParams
+    from .frozen_embeddings import EmbeddingParams
     from .transforms.spectrogram import spectrogram_front_end
     from .windowing import window_exact_embeddings as embed
 

@@ -19,7 +19,9 @@ import numpy as np
 import tomli_w
 
 from .errors import UsageError
-from .params import EmbeddingSettings, PreprocessingParams, SpectrogramParams, default_of
+from .params import (DecodingSettings, DimensionalitySettings, EmbeddingSettings, FinetuneSettings,
+                     PopulationSettings, PreprocessingParams, PretrainSettings, SpectrogramParams, default_list,
+                     default_of)
 
 
 @dataclass
@@ -87,40 +89,40 @@ class RunConfig:
     device: str = default_of("device")
     precision: str = default_of("precision")
 
-    # group-level pretraining
+    # group-level pretraining (defaults, meanings and checks: bids_brainbert/params.py, PretrainSettings)
     init_model: Path | None = None
-    model_size: str = "small"
-    train_steps: int = 2000
-    batch_size: int = 64
-    learning_rate: float = 1e-4
-    optimizer: str = "adamw"
-    mask_probability: float = 0.05
-    train_window_s: float = 5.0
-    validation_split: str = "run"
-    validation_fraction: float = 0.1
+    model_size: str = default_of("model_size")
+    train_steps: int = default_of("train_steps")
+    batch_size: int = default_of("batch_size")
+    learning_rate: float = default_of("learning_rate")
+    optimizer: str = default_of("optimizer")
+    mask_probability: float = default_of("mask_probability")
+    train_window_s: float = default_of("train_window_s")
+    validation_split: str = default_of("validation_split")
+    validation_fraction: float = default_of("validation_fraction")
     holdout_participant_label: list[str] = field(default_factory=list)
-    checkpoint_every: int = 500
+    checkpoint_every: int = default_of("checkpoint_every")
 
-    # group-level analyses (see workflows/analyses.py)
+    # group-level analyses (workflows/steps.py; their parameters: DecodingSettings, PopulationSettings,
+    # FinetuneSettings, DimensionalitySettings)
     analysis: str = "all"             # all | pretrain | decoding | population | finetune | dimensionality | reports
-    decoding_column: str = "trial_type"
-    decoding_contrast: list[str] = field(default_factory=list)     # "A,B" each; empty = one-vs-rest per value
-    decoding_window_s: float = 5.0
-    decoding_features: list[str] = field(default_factory=lambda: ["voltage", "superlet", "stft", "laplacian",
-                                                                   "embeddings", "random"])
+    decoding_column: str = default_of("decoding_column")
+    decoding_contrast: list[str] = field(default_factory=default_list("decoding_contrast"))
+    decoding_window_s: float = default_of("decoding_window_s")
+    decoding_features: list[str] = field(default_factory=default_list("decoding_features"))
     decoding_offset_s: float = default_of("decoding_offset_s")   # readout centre relative to the onset
-    decoding_folds: int = 5
-    decoding_permutations: int = 100
-    decoding_permutation_scheme: str = "shuffle"                  # "shuffle" | "shift" (block designs)
-    data_efficiency_sizes: list[int] = field(default_factory=lambda: [50, 100, 200, 500, 1000])
-    data_efficiency_draws: int = 5
-    population_steps: int = 300                                   # population model pretraining steps
-    finetune_layers: int = 1                                      # top encoder layers fine-tuned; 0 = all
-    finetune_epochs: int = 10
-    finetune_electrodes: list[str] = field(default_factory=list)  # empty = every electrode
-    finetune_permutations: int = 9                                # refitted null: each one a whole fine-tuning
-    dimensionality_examples: int = 500
-    dimensionality_threshold: float = 0.95
+    decoding_folds: int = default_of("decoding_folds")
+    decoding_permutations: int = default_of("decoding_permutations")
+    decoding_permutation_scheme: str = default_of("decoding_permutation_scheme")
+    data_efficiency_sizes: list[int] = field(default_factory=default_list("data_efficiency_sizes"))
+    data_efficiency_draws: int = default_of("data_efficiency_draws")
+    population_steps: int = default_of("population_steps")
+    finetune_layers: int = default_of("finetune_layers")
+    finetune_epochs: int = default_of("finetune_epochs")
+    finetune_electrodes: list[str] = field(default_factory=default_list("finetune_electrodes"))
+    finetune_permutations: int = default_of("finetune_permutations")
+    dimensionality_examples: int = default_of("dimensionality_examples")
+    dimensionality_threshold: float = default_of("dimensionality_threshold")
     atlas: Path | None = None
     atlas_labels: Path | None = None
 
@@ -134,9 +136,27 @@ class RunConfig:
     def embedding_settings(self) -> EmbeddingSettings:
         return EmbeddingSettings.from_options(vars(self))
 
+    def pretrain_settings(self) -> PretrainSettings:
+        return PretrainSettings.from_options(vars(self))
+
+    def decoding_settings(self) -> DecodingSettings:
+        return DecodingSettings.from_options(vars(self))
+
+    def population_settings(self) -> PopulationSettings:
+        return PopulationSettings.from_options(vars(self))
+
+    def finetune_settings(self) -> FinetuneSettings:
+        return FinetuneSettings.from_options(vars(self))
+
+    def dimensionality_settings(self) -> DimensionalitySettings:
+        return DimensionalitySettings.from_options(vars(self))
+
     def check_step_params(self) -> None:
         """Every step's parameters are valid (UsageError naming the option otherwise)."""
-        self.preprocessing_params(), self.spectrogram_params(), self.embedding_settings()
+        for build in (self.preprocessing_params, self.spectrogram_params, self.embedding_settings,
+                      self.pretrain_settings, self.decoding_settings, self.population_settings,
+                      self.finetune_settings, self.dimensionality_settings):
+            build()
 
     def to_toml_dict(self) -> dict[str, Any]:
         """A TOML-serialisable dict (None values dropped, paths as strings)."""
@@ -190,7 +210,7 @@ def build_config(cli_values: dict[str, Any], file_values: dict[str, Any] | None 
 
 def write_config_toml(config: RunConfig, path: Path) -> None:
     """Save the resolved configuration as TOML (atomically)."""
-    from .bids.derivatives import atomic_write_bytes
+    from .bids.derivatives import atomic_write_bytes   # deferred: pandas, which RunConfig alone does not need
 
     atomic_write_bytes(path, tomli_w.dumps(config.to_toml_dict()).encode())
 

@@ -1,11 +1,15 @@
-"""The parameters of each participant-level step, defined, defaulted and validated here once.
+"""The parameters of each step, defined, defaulted and validated here once.
 
 Every step takes only its own frozen parameter object, never the whole run configuration:
 
 - :class:`PreprocessingParams`: channel selection, notch, re-referencing, resampling;
 - :class:`SuperletSettings` and :class:`~bids_brainbert.transforms.stft.StftParams`, together in
   :class:`SpectrogramParams`: the time-frequency front end;
-- :class:`EmbeddingSettings`: how a frozen model turns a spectrogram into embeddings.
+- :class:`EmbeddingSettings`: how a frozen model turns a spectrogram into embeddings;
+- group level: :class:`PretrainSettings` (the BrainBERT model), :class:`DecodingSettings` (linear probes,
+  data-efficiency curves), :class:`PopulationSettings`, :class:`FinetuneSettings`, :class:`DimensionalitySettings`.
+  Each builds the domain object its step runs with (``PretrainConfig``, ``DecodingParams``, ``PretrainParams``,
+  ``FinetuneParams``), whose defaults for these settings are taken from here.
 
 Each field is one command-line option (``OPTIONS`` maps field -> option in snake_case): the command line, the
 ``--config-file`` TOML (both through :class:`bids_brainbert.config.RunConfig`, whose defaults come from here) and
@@ -23,6 +27,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
+from .analyses.decoding import BRAINBERT_SIZES, PERMUTATION_SCHEMES, DecodingParams
 from .errors import UsageError
 from .preprocessing.referencing import REFERENCE_SCHEMES
 from .precision import PRECISIONS
@@ -34,6 +39,10 @@ SPECTROGRAM_KINDS = ("superlet", "stft")
 SUPERLET_MODES = ("adaptive", "multiplicative")
 SUPERLET_BACKENDS = ("auto", "numpy", "torch")   # auto: torch on a CUDA device when there is one, else numpy
 POOLINGS = ("middle", "mean")
+MODEL_SIZES = ("small", "base", "large")          # the encoder presets (model/encoder.py: PRESETS)
+OPTIMIZERS = ("adamw", "lamb")
+VALIDATION_SPLITS = ("run", "subject")
+DECODING_FEATURES = ("voltage", "superlet", "stft", "laplacian", "embeddings", "random")
 
 
 def _choice(value: Any, choices: tuple, option: str) -> None:
@@ -45,6 +54,16 @@ def _positive(value: float, option: str, zero_ok: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0 or (value == 0 and not zero_ok):
         raise UsageError(f"--{option.replace('_', '-')} must be a number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+
+
+def _integer(value: Any, option: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"--{option.replace('_', '-')} must be an integer >= {minimum}, got {value!r}")
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of a domain dataclass's field (so that a default shared with it is written once)."""
+    return {f.name: f for f in fields(cls)}[name].default
 
 
 class _Options:
@@ -207,7 +226,147 @@ class EmbeddingSettings(_Options):
             raise UsageError(f"--decoding-offset-s must be finite, got {self.readout_offset_s!r}")
 
 
-STEP_PARAMS = (PreprocessingParams, SuperletSettings, StftOptions, SpectrogramParams, EmbeddingSettings)
+@dataclass(frozen=True)
+class PretrainSettings(_Options):
+    """Group-level pretraining of the BrainBERT model (training/pretrain.py: ``PretrainConfig``)."""
+
+    model_size: str = "small"              # "large" = published
+    steps: int = 2000                      # optimizer steps (published: 500k; this default fits a CPU)
+    batch_size: int = 64                   # windows per step and process
+    learning_rate: float = 1e-4            # peak
+    optimizer: str = "adamw"               # or "lamb", as published
+    mask_probability: float = 0.05         # a frame starts a masked span
+    window_s: float = 5.0
+    validation_split: str = "run"          # validation held out by run or by subject
+    validation_fraction: float = 0.1
+    checkpoint_every: int = 500
+
+    OPTIONS: ClassVar[dict[str, str]] = {
+        **{name: name for name in ("model_size", "batch_size", "learning_rate", "optimizer", "mask_probability",
+                                   "validation_split", "validation_fraction", "checkpoint_every")},
+        "steps": "train_steps", "window_s": "train_window_s"}
+
+    def __post_init__(self) -> None:
+        _choice(self.model_size, MODEL_SIZES, "model_size")
+        _choice(self.optimizer, OPTIMIZERS, "optimizer")
+        _choice(self.validation_split, VALIDATION_SPLITS, "validation_split")
+        for name, option in (("steps", "train_steps"), ("batch_size", "batch_size"),
+                             ("checkpoint_every", "checkpoint_every")):
+            _integer(getattr(self, name), option, 1)
+        _positive(self.learning_rate, "learning_rate")
+        _positive(self.mask_probability, "mask_probability")
+        _positive(self.window_s, "train_window_s")
+
+    def pretrain_config(self, seed: int, device: str, precision: str):
+        """The training loop's ``PretrainConfig`` (a checkpoint at least at the end)."""
+        from .training import PretrainConfig   # deferred: torch, which the command line's parsing does not need
+
+        return PretrainConfig(model=self.model_size, batch_size=self.batch_size, steps=self.steps,
+                              lr=self.learning_rate, optimizer=self.optimizer, mask_p=self.mask_probability,
+                              window_s=self.window_s, seed=seed,
+                              checkpoint_every=min(self.checkpoint_every, self.steps), device=device,
+                              precision=precision)
+
+
+@dataclass(frozen=True)
+class DecodingSettings(_Options):
+    """Group-level decoding: targets, features, the probes (``DecodingParams``) and the data-efficiency curves."""
+
+    column: str = "trial_type"             # events.tsv column decoded
+    contrast: tuple[str, ...] = ()         # "A,B" each (A positive); empty = each value against the rest
+    window_s: float = 5.0                  # window centred on each onset (BrainBERT: 5 s)
+    features: tuple[str, ...] = DECODING_FEATURES
+    folds: int = _default(DecodingParams, "n_folds")
+    permutations: int = _default(DecodingParams, "n_permutations")
+    permutation_scheme: str = _default(DecodingParams, "permutation")
+    data_efficiency_sizes: tuple[int, ...] = BRAINBERT_SIZES
+    data_efficiency_draws: int = 5         # 0 disables the curve
+
+    OPTIONS: ClassVar[dict[str, str]] = {
+        **{name: f"decoding_{name}" for name in ("column", "contrast", "window_s", "features", "folds",
+                                                 "permutations", "permutation_scheme")},
+        "data_efficiency_sizes": "data_efficiency_sizes", "data_efficiency_draws": "data_efficiency_draws"}
+
+    def __post_init__(self) -> None:
+        for name in ("contrast", "features", "data_efficiency_sizes"):   # lists from the command line or TOML
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for feature in self.features:
+            _choice(feature, DECODING_FEATURES, "decoding_features")
+        _choice(self.permutation_scheme, PERMUTATION_SCHEMES, "decoding_permutation_scheme")
+        _positive(self.window_s, "decoding_window_s")
+        _integer(self.folds, "decoding_folds", 2)
+        _integer(self.permutations, "decoding_permutations", 0)
+        _integer(self.data_efficiency_draws, "data_efficiency_draws", 0)
+        for size in self.data_efficiency_sizes:
+            _integer(size, "data_efficiency_sizes", 1)
+
+    def probe_params(self) -> DecodingParams:
+        return DecodingParams(n_folds=self.folds, n_permutations=self.permutations,
+                              permutation=self.permutation_scheme)
+
+
+@dataclass(frozen=True)
+class PopulationSettings(_Options):
+    """Group-level population model (analyses/population.py: ``PretrainParams``)."""
+
+    steps: int = 300                       # self-supervised pretraining steps over electrode coordinates
+
+    OPTIONS: ClassVar[dict[str, str]] = {"steps": "population_steps"}
+
+    def __post_init__(self) -> None:
+        _integer(self.steps, "population_steps", 1)
+
+    def pretrain_params(self):
+        from .analyses.population import PretrainParams   # deferred: torch (see PretrainSettings)
+
+        return PretrainParams(steps=self.steps)
+
+
+@dataclass(frozen=True)
+class FinetuneSettings(_Options):
+    """``--analysis finetune`` (analyses/finetune.py: ``FinetuneParams``)."""
+
+    layers: int = 1                        # top encoder layers trained with the head; 0 = all
+    epochs: int = 10                       # most epochs per fold (early-stopped on an inner split)
+    electrodes: tuple[str, ...] = ()       # empty = every electrode
+    permutations: int = 9                  # refitted null: each one a whole fine-tuning
+
+    OPTIONS: ClassVar[dict[str, str]] = {name: f"finetune_{name}" for name in
+                                         ("layers", "epochs", "electrodes", "permutations")}
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "electrodes", tuple(self.electrodes))
+        _integer(self.layers, "finetune_layers", 0)
+        _integer(self.epochs, "finetune_epochs", 1)
+        _integer(self.permutations, "finetune_permutations", 0)
+
+    def finetune_params(self, embedding: EmbeddingSettings, permutation_scheme: str):
+        """Read out as the frozen embeddings are (layer, pooling), permuted as the probes are."""
+        from .analyses.finetune import FinetuneParams   # deferred: torch (see PretrainSettings)
+
+        return FinetuneParams(top_layers=self.layers or None, max_epochs=self.epochs, layer=embedding.layer,
+                              pooling=embedding.pooling, middle_frames=embedding.middle_frames,
+                              n_permutations=self.permutations, permutation=permutation_scheme)
+
+
+@dataclass(frozen=True)
+class DimensionalitySettings(_Options):
+    examples: int = 500                    # windows per electrode for PCA (BrainBERT: 500)
+    threshold: float = 0.95                # explained-variance fraction that defines the dimension
+
+    OPTIONS: ClassVar[dict[str, str]] = {name: f"dimensionality_{name}" for name in ("examples", "threshold")}
+
+    def __post_init__(self) -> None:
+        _integer(self.examples, "dimensionality_examples", 1)
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
+                or not 0 < self.threshold < 1:
+            raise UsageError(f"--dimensionality-threshold must be between 0 and 1 (exclusive), got "
+                             f"{self.threshold!r}")
+
+
+GROUP_PARAMS = (PretrainSettings, DecodingSettings, PopulationSettings, FinetuneSettings, DimensionalitySettings)
+STEP_PARAMS = (PreprocessingParams, SuperletSettings, StftOptions, SpectrogramParams, EmbeddingSettings,
+               *GROUP_PARAMS)
 
 
 def default_of(option: str) -> Any:
@@ -220,3 +379,8 @@ def default_of(option: str) -> Any:
                 if spec.default is not MISSING:
                     return spec.default
     raise KeyError(option)
+
+
+def default_list(option: str):
+    """A ``default_factory`` for a list option whose default (a tuple) a step's parameters define."""
+    return lambda: list(default_of(option))

@@ -5,6 +5,8 @@ another's draws. Each salt is used once; tests/test_steps.py checks they differ.
 DECODING = 5          # decoding: folds, permutations and data-efficiency draws (workflows/decoding.py)
 DIMENSIONALITY = 6    # windows drawn per electrode for PCA (workflows/dimensionality.py)
 OFFSET_CURVE = 7      # the readout-offset curve of the report, apart from the main decoding draws
+POPULATION = 19       # the population model's linear read-out: folds and permutations (workflows/population.py)
+FINETUNE_NULL = 23    # the label permutations of fine-tuning's refitted null (analyses/finetune.py)
 
-# workflows/population.py still salts with a literal 19 (being reworked on another branch): keep it distinct
-SALTS = {"DECODING": DECODING, "DIMENSIONALITY": DIMENSIONALITY, "OFFSET_CURVE": OFFSET_CURVE}
+SALTS = {"DECODING": DECODING, "DIMENSIONALITY": DIMENSIONALITY, "OFFSET_CURVE": OFFSET_CURVE,
+         "POPULATION": POPULATION, "FINETUNE_NULL": FINETUNE_NULL}

@@ -120,7 +120,7 @@ def window_exact_embeddings(signal: np.ndarray, front_end, model, window_params,
                             onsets_s: np.ndarray | None, device) -> WindowExactEmbeddings:
     """Sliding-window and event embeddings of a (channel, sample) preprocessed ``signal`` (may be a memory map:
     one channel is read at a time), every window transformed alone (see :func:`brainbert_window_inputs`)."""
-    from .embedding import embed_windows
+    from .frozen_embeddings import embed_windows   # deferred: torch; params.py imports this module's constants
 
     sfreq = front_end.sfreq
     length = window_samples(window_params.window_s, sfreq)

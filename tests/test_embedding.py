@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bids_brainbert.embedding import (EmbeddingParams, event_locked_embeddings, event_window_starts, pool_frames,
+from bids_brainbert.frozen_embeddings import (EmbeddingParams, event_locked_embeddings, event_window_starts, pool_frames,
                                       sliding_window_starts, windowed_embeddings)
 from bids_brainbert.errors import UsageError
 from bids_brainbert.model import ModelConfig, build_model

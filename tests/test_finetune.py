@@ -15,7 +15,7 @@ import torch
 from bids_brainbert.analyses.cross_validation import leakage_free_folds
 from bids_brainbert.analyses.decoding import DecodingParams, decode
 from bids_brainbert.analyses.finetune import FinetuneModel, FinetuneParams, finetune_decode
-from bids_brainbert.embedding import EmbeddingParams, embed_windows
+from bids_brainbert.frozen_embeddings import EmbeddingParams, embed_windows
 from bids_brainbert.model import ModelConfig
 from bids_brainbert.model.encoder import build_model
 

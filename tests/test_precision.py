@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bids_brainbert.embedding import EmbeddingParams, windowed_embeddings
+from bids_brainbert.frozen_embeddings import EmbeddingParams, windowed_embeddings
 from bids_brainbert.errors import UsageError
 from bids_brainbert.model import build_model
 from bids_brainbert.precision import autocast, cpu_has_native_bf16, resolve_precision

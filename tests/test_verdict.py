@@ -219,7 +219,6 @@ def test_readout_offset_moves_the_middle_frames_and_finds_a_delayed_response():
 
 def test_in_pretraining_says_trained_validation_only_or_held_out(tmp_path):
     """A subject whose only recording went to validation was never trained on: the role says so."""
-    from bids_brainbert.config import RunConfig
     from bids_brainbert.model import save_checkpoint
     from bids_brainbert.workflows.analyses import model_training_subjects
     from bids_brainbert.workflows.provenance import model_record
@@ -233,7 +232,7 @@ def test_in_pretraining_says_trained_validation_only_or_held_out(tmp_path):
     save_checkpoint(step, random_weights_model(TINY, seed=0), TINY, extra=training)
     for name in ("training_state.json", "training_state.safetensors"):
         (step / name).write_text("{}")
-    roles = model_training_subjects(RunConfig(output_dir=tmp_path), "bb")
+    roles = model_training_subjects(tmp_path, "bb")
     assert roles == {"01": "trained", "02": "trained", "03": "validation only"}
     assert roles.get("04", "held out") == "held out"
     record = model_record(tmp_path, "bb")

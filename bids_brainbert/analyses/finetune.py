@@ -32,7 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..embedding import pool_frames
+from .. import seeds
+from ..frozen_embeddings import pool_frames
+from ..errors import UsageError
+from ..params import default_of
 from ..training.windows import zscore_frequencies
 from .cross_validation import leakage_free_folds
 from .decoding import PERMUTATION_SCHEMES, label_permutations, roc_auc
@@ -40,22 +43,20 @@ from .decoding import PERMUTATION_SCHEMES, label_permutations, roc_auc
 
 @dataclass(frozen=True)
 class FinetuneParams:
-    top_layers: int | None = 1        # transformer layers trained (from the top); None = all (and the input stage)
-    max_epochs: int = 30
+    top_layers: int | None = default_of("finetune_layers")   # layers trained (from the top); None = all (and input)
+    max_epochs: int = default_of("finetune_epochs")
     patience: int = 5                 # epochs without a better inner-validation AUC before stopping
     lr: float = 1e-3
     weight_decay: float = 0.01
     batch_size: int = 32
     validation_folds: int = 5         # the inner split holds out the last of this many blocks (or runs)
-    layer: int = -1                   # hidden states read out (as the frozen embeddings)
-    pooling: str = "middle"
-    middle_frames: int = 10
-    n_permutations: int = 9           # refitted permutation null (each one costs a whole fine-tuning)
-    permutation: str = "shuffle"      # see decoding.PERMUTATION_SCHEMES
+    layer: int = default_of("embedding_layer")             # hidden states read out (as the frozen embeddings)
+    pooling: str = default_of("embedding_pooling")
+    middle_frames: int = default_of("embedding_middle_frames")
+    n_permutations: int = default_of("finetune_permutations")   # refitted null (each one a whole fine-tuning)
+    permutation: str = default_of("decoding_permutation_scheme")   # see decoding.PERMUTATION_SCHEMES
 
     def __post_init__(self):
-        from ..errors import UsageError
-
         if (self.top_layers is not None and self.top_layers < 0) or self.max_epochs < 1 or self.patience < 1 \
                 or self.batch_size < 1 or self.validation_folds < 2 or self.n_permutations < 0 \
                 or self.permutation not in PERMUTATION_SCHEMES:
@@ -201,7 +202,7 @@ def finetune_decode(windows: np.ndarray, y, starts_s, stops_s, runs, make_encode
     folds, scheme = leakage_free_folds(starts_s, stops_s, runs, n_folds=n_folds, gap_s=gap_s)
     result = FinetuneResult(scheme)
     gen = torch.Generator().manual_seed(int(seed))
-    labels = label_permutations(y, starts_s, runs, params.n_permutations, np.random.default_rng([int(seed), 23]),
+    labels = label_permutations(y, starts_s, runs, params.n_permutations, np.random.default_rng([int(seed), seeds.FINETUNE_NULL]),
                                 params.permutation)
     for index, fold in enumerate(folds):
         if len(np.unique(y[fold.train])) < 2 or len(np.unique(y[fold.test])) < 2:

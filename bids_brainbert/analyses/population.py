@@ -38,6 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import CheckpointError, UsageError
+from ..model.checkpoints import _atomic_write, _atomic_write_text, software_versions, weights_sha256
+from ..params import default_of
+
 LOGGER = logging.getLogger("bids_brainbert")
 
 WEIGHTS_NAME = "population.safetensors"
@@ -89,15 +93,13 @@ class PopulationConfig:
 
 @dataclass(frozen=True)
 class PretrainParams:
-    steps: int = 300
+    steps: int = default_of("population_steps")
     batch_windows: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
     replace_fraction: float = 0.15             # electrodes of a half that get another window's embedding
 
     def __post_init__(self):
-        from ..errors import UsageError
-
         if self.steps < 1 or self.batch_windows < 1 or self.lr <= 0 or not 0 < self.replace_fraction < 1:
             raise UsageError(f"population pretraining: steps and batch must be >= 1, lr > 0 and the replaced "
                              f"fraction in (0, 1), got {self.to_dict()}")
@@ -268,8 +270,6 @@ def save_population(directory: str | os.PathLike, model: PopulationModel, extra:
     """``directory``/population.safetensors (weights, no pickle) + population.json (config, training summary)."""
     from safetensors.torch import save_file
 
-    from ..model.checkpoints import _atomic_write, _atomic_write_text, software_versions, weights_sha256
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -288,9 +288,6 @@ def load_population(directory: str | os.PathLike) -> PopulationModel:
     """Read a checkpoint written by :func:`save_population`; a malformed one raises CheckpointError naming it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from ..errors import CheckpointError
-    from ..model.checkpoints import weights_sha256
 
     directory = Path(directory)
     meta_path, weights = directory / CONFIG_NAME, directory / WEIGHTS_NAME

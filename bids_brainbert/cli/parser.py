@@ -12,7 +12,9 @@ import math
 from pathlib import Path
 
 from .. import __version__
-from ..params import POOLINGS, SPECTROGRAM_KINDS, SUPERLET_BACKENDS, SUPERLET_MODES, default_of
+from ..analyses.decoding import PERMUTATION_SCHEMES
+from ..params import (DECODING_FEATURES, MODEL_SIZES, OPTIMIZERS, POOLINGS, SPECTROGRAM_KINDS, SUPERLET_BACKENDS,
+                      SUPERLET_MODES, VALIDATION_SPLITS, default_of)
 from ..precision import PRECISIONS
 from ..preprocessing.referencing import REFERENCE_SCHEMES
 from ..transforms.superlet_params import DEFINITIONS
@@ -80,6 +82,8 @@ def _sampling_rate(text: str) -> float:
 def _d(option: str) -> str:
     """A step parameter's default as the help quotes it (0.1, 200, 40)."""
     value = default_of(option)
+    if isinstance(value, tuple):
+        return " ".join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -196,66 +200,71 @@ def build_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group("group level: pretraining")
     group.add_argument("--init-model", type=Path, metavar="PATH", help="start pretraining from this checkpoint")
-    group.add_argument("--model-size", choices=("small", "base", "large"),
-                       help="encoder size (small; large = published)")
-    group.add_argument("--train-steps", type=_positive_int, metavar="N", help="optimizer steps (2000)")
-    group.add_argument("--batch-size", type=_positive_int, metavar="N", help="windows per step and process (64)")
-    group.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="peak learning rate (1e-4)")
-    group.add_argument("--optimizer", choices=("adamw", "lamb"), help="adamw, or lamb as published")
-    group.add_argument("--mask-probability", type=_positive_float, metavar="P", help="span start probability (0.05)")
-    group.add_argument("--train-window-s", type=_positive_float, metavar="S", help="pretraining window length (5)")
-    group.add_argument("--validation-split", choices=("run", "subject"), help="validation held out by run or subject")
+    group.add_argument("--model-size", choices=MODEL_SIZES,
+                       help=f"encoder size ({_d('model_size')}; large = published)")
+    group.add_argument("--train-steps", type=_positive_int, metavar="N", help=f"optimizer steps ({_d('train_steps')})")
+    group.add_argument("--batch-size", type=_positive_int, metavar="N", help=f"windows per step and process ({_d('batch_size')})")
+    group.add_argument("--learning-rate", type=_positive_float, metavar="LR", help=f"peak learning rate ({_d('learning_rate')})")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, help=f"{_d('optimizer')}, or lamb as published")
+    group.add_argument("--mask-probability", type=_positive_float, metavar="P", help=f"span start probability ({_d('mask_probability')})")
+    group.add_argument("--train-window-s", type=_positive_float, metavar="S", help=f"pretraining window length ({_d('train_window_s')})")
+    group.add_argument("--validation-split", choices=VALIDATION_SPLITS,
+                       help=f"validation held out by run or subject ({_d('validation_split')})")
     group.add_argument("--validation-fraction", type=_number, metavar="F",
-                       help="fraction held out for validation (0.1)")
+                       help=f"fraction held out for validation ({_d('validation_fraction')})")
     group.add_argument("--holdout-participant-label", nargs="+", metavar="LABEL",
                        help="subjects left out of pretraining (generalization); embeddings are still written")
-    group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (500)")
+    group.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help=f"steps between checkpoints ({_d('checkpoint_every')})")
 
     ana = parser.add_argument_group("group level: analyses and reports")
     ana.add_argument("--analysis", choices=tuple(ANALYSES),
                      help="all: pretrain, embed, decode, population model, dimensionality, reports; the others run "
                           "alone from existing derivatives (pretrain = pretrain + embed); reports are refreshed "
                           "after each; finetune (fine-tuning per electrode) is not part of all")
-    ana.add_argument("--decoding-column", metavar="COLUMN", help="events.tsv column to decode (trial_type)")
+    ana.add_argument("--decoding-column", metavar="COLUMN", help=f"events.tsv column to decode ({_d('decoding_column')})")
     ana.add_argument("--decoding-contrast", nargs="+", metavar="A,B",
                      help="contrasts 'A,B' (A positive); default: each value against the rest")
     ana.add_argument("--decoding-window-s", type=_positive_float, metavar="S",
-                     help="window centred on each onset (5, as BrainBERT)")
+                     help=f"window centred on each onset ({_d('decoding_window_s')}, as BrainBERT)")
     ana.add_argument("--decoding-features", nargs="+",
-                     choices=("voltage", "superlet", "stft", "laplacian", "embeddings", "random"),
+                     choices=DECODING_FEATURES,
                      help="features to decode (all); random: the embedding model's architecture with untrained "
                           "weights (seeded by --random-seed), embedded and decoded as its own feature")
     ana.add_argument("--decoding-offset-s", type=_finite_number, metavar="S",
                      help="centre of the readout (the middle frames of the spectrogram features and embeddings) "
                           f"relative to the event onset ({_d('decoding_offset_s')}, as BrainBERT; e.g. 0.2 for responses after the "
                           "onset)")
-    ana.add_argument("--decoding-folds", type=_min_two, metavar="K", help="outer folds when a subject has one run (5)")
+    ana.add_argument("--decoding-folds", type=_min_two, metavar="K", help=f"outer folds when a subject has one run ({_d('decoding_folds')})")
     ana.add_argument("--decoding-permutations", type=_non_negative_int, metavar="N",
                      help="label permutations for chance level and p-values; each refits the nested "
-                          "cross-validation (100)")
-    ana.add_argument("--decoding-permutation-scheme", choices=("shuffle", "shift"),
+                          f"cross-validation ({_d('decoding_permutations')})")
+    ana.add_argument("--decoding-permutation-scheme", choices=PERMUTATION_SCHEMES,
                      help="how labels are permuted within a run: shuffle (event-related designs, default) or "
                           "circular shift in time order (block designs: keeps the labels' autocorrelation)")
     ana.add_argument("--data-efficiency-sizes", type=_positive_int, nargs="+", metavar="N",
-                     help="training-set sizes (50 100 200 500 1000; those fitting the data are used)")
+                     help=f"training-set sizes ({_d('data_efficiency_sizes')}; those fitting the data are used)")
     ana.add_argument("--data-efficiency-draws", type=_non_negative_int, metavar="N",
-                     help="random draws per size (5; 0 disables the curve)")
+                     help=f"random draws per size ({_d('data_efficiency_draws')}; 0 disables the curve)")
     ana.add_argument("--population-steps", type=_positive_int, metavar="N",
                      help="self-supervised pretraining steps of the population model over electrode coordinates "
-                          "(300)")
+                          f"({_d('population_steps')})")
     ana.add_argument("--finetune-layers", type=_non_negative_int, metavar="K",
-                     help="--analysis finetune: top encoder layers trained with the head (1; 0 = all layers)")
+                     help=f"--analysis finetune: top encoder layers trained with the head ({_d('finetune_layers')}; "
+                          "0 = all layers)")
     ana.add_argument("--finetune-epochs", type=_positive_int, metavar="N",
-                     help="--analysis finetune: most epochs per fold, early-stopped on an inner split (10)")
+                     help=f"--analysis finetune: most epochs per fold, early-stopped on an inner split "
+                          f"({_d('finetune_epochs')})")
     ana.add_argument("--finetune-electrodes", nargs="+", metavar="NAME",
                      help="--analysis finetune: electrodes fine-tuned (all)")
     ana.add_argument("--finetune-permutations", type=_non_negative_int, metavar="N",
                      help="--analysis finetune: label permutations of the refitted null, each refitting every "
-                          "fold's fine-tuning (9: cost x10, smallest p 0.1; 0 = no null)")
+                          f"fold's fine-tuning ({_d('finetune_permutations')}: cost x10, smallest p 0.1; "
+                          "0 = no null)")
     ana.add_argument("--dimensionality-examples", type=_positive_int, metavar="N",
-                     help="windows per electrode for PCA (500, as BrainBERT)")
+                     help=f"windows per electrode for PCA ({_d('dimensionality_examples')}, as BrainBERT)")
     ana.add_argument("--dimensionality-threshold", type=_fraction, metavar="F",
-                     help="explained-variance fraction defining the dimension (0.95)")
+                     help=f"explained-variance fraction defining the dimension "
+                          f"({_d('dimensionality_threshold')})")
     ana.add_argument("--atlas", type=Path, metavar="FILE.nii.gz",
                      help="label image in the electrodes' space, for regions missing from electrodes.tsv")
     ana.add_argument("--atlas-labels", type=Path, metavar="FILE.tsv", help="atlas label table (index, name)")

@@ -96,7 +96,7 @@ class OpenedRecording:
 
     def read(self, indices: list[int]) -> np.ndarray:
         """Channels ``indices`` (into ``ch_names``) as (len(indices), n_samples) float64 volts."""
-        return read_channels(self.raw, [self.ch_names[i] for i in indices])
+        return read_channel_data(self.raw, [self.ch_names[i] for i in indices])
 
     def load(self) -> LoadedRecording:
         """Every channel in memory."""
@@ -121,7 +121,7 @@ def channels_per_batch(n_samples: int, batch_bytes: int | None = None) -> int:
     return max(1, (batch_bytes or BATCH_BYTES) // max(1, 8 * n_samples))
 
 
-def read_channels(raw: mne.io.BaseRaw, names: list[str]) -> np.ndarray:
+def read_channel_data(raw: mne.io.BaseRaw, names: list[str]) -> np.ndarray:
     """``names`` from a raw that need not be preloaded, as (len(names), n_times) float64 volts (SI units, as MNE
     stores them). Neighbouring channels are read as one contiguous block."""
     index = {name: i for i, name in enumerate(raw.ch_names)}
@@ -641,7 +641,7 @@ def open_recording(recording: Recording, include_dbs: bool = False,
     deviation = []
     for start in range(0, len(keep), batch):
         names = keep[start:start + batch]
-        data = read_channels(raw, names)
+        data = read_channel_data(raw, names)
         found = unusable_channels(names, data)
         unusable.update(found)
         deviation.append(channel_deviation(data[[i for i, name in enumerate(names) if name not in found]]))

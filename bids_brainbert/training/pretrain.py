@@ -44,6 +44,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import UsageError
+from ..params import OPTIMIZERS, default_of
 from ..model.checkpoints import (load_checkpoint, load_training_state, save_checkpoint,
                                  software_versions)
 from ..model.encoder import BrainBertPretrainModel, ModelConfig, resolve_model_config
@@ -59,7 +60,6 @@ from .optim import Lamb, build_optimizer, lr_factor
 log = logging.getLogger(__name__)
 LOSS_CURVE_NAME = "loss_curve.png"
 DECAYS = ("step", "linear", "cosine", "none")
-OPTIMIZERS = ("adamw", "lamb")
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -69,29 +69,29 @@ class PretrainConfig:
     optimizer (AdamW; ``"lamb"`` gives the published LAMB) and the number of steps (500k published)."""
 
     model: str | ModelConfig = "small"     # preset name or ModelConfig (ignored when init_from is given)
-    batch_size: int = 64                   # windows per step and rank
-    steps: int = 10_000                    # optimizer steps in total
-    lr: float = 1e-4                       # peak learning rate
+    batch_size: int = default_of("batch_size")      # windows per step and rank
+    steps: int = default_of("train_steps")          # optimizer steps in total
+    lr: float = default_of("learning_rate")         # peak learning rate
     weight_decay: float = 0.01             # decoupled; not applied to biases and LayerNorm weights
     warmup_fraction: float = 0.025         # linear warm-up over this fraction of the steps
     decay: str = "step"                    # after warm-up: "step" (x decay_gamma every decay_every_fraction of
     decay_gamma: float = 0.99              # the remaining steps, as published), "linear", "cosine", "none"
     decay_every_fraction: float = 0.01
-    optimizer: str = "adamw"               # "adamw" or "lamb"
+    optimizer: str = default_of("optimizer")        # "adamw" or "lamb"
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0                 # max global gradient norm; 0 disables clipping
-    mask_p: float = 0.05                   # probability a frame starts a time span
+    mask_p: float = default_of("mask_probability")  # probability a frame starts a time span
     mask_p_freq: float | None = None       # probability a bin starts a frequency span (None: mask_p)
     content_alpha: float = 2.0             # weight of the |target| > content_threshold term
     content_threshold: float = 1.0
-    window_s: float = 5.0                  # window length, seconds
+    window_s: float = default_of("train_window_s")  # window length, seconds
     stride_s: float | None = None          # None: non-overlapping windows
     normalize: bool = True                 # z-score each frequency within each window
     norm_eps: float = 1e-6
     skip_edges: bool = True                # leave out EdgeFrames at recording ends
     num_workers: int = 0                   # DataLoader worker processes per rank
     seed: int = 0
-    checkpoint_every: int = 1000           # steps between checkpoints (and validations)
+    checkpoint_every: int = default_of("checkpoint_every")   # steps between checkpoints (and validations)
     val_every: int | None = None           # steps between validations (None: checkpoint_every)
     val_batches: int = 20                  # validation batches per evaluation (fixed windows, fixed masks)
     keep_checkpoints: int = 2              # newest checkpoints kept on disk (older ones are deleted)

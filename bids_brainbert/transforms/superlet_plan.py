@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
+from scipy import fft as spfft
 
 from .superlet_numba import fill_gains
 from .superlet_params import SuperletParams, longest_wavelet_sd_s, morlet_sd_s, wavelet_set
@@ -145,8 +146,6 @@ def padding_samples(sfreq: float, params: SuperletParams, dtype=np.float32) -> i
 def fft_length(n_samples: int, context: int, decimation: int) -> int:
     """A fast FFT length, a multiple of the decimation, holding ``n_samples`` plus ``context`` zeros so that
     circular wrap-around reaches only zeros."""
-    from scipy import fft as spfft
-
     blocks = -(-(n_samples + context) // decimation)
     # Among the 5-smooth lengths up to 6 % longer, the one with the most factors 2: pocketfft's radix-4 passes are
     # the fastest (an M-point inverse FFT at 2560 = 2^9 * 5 costs 8 % less per point than at 2500 = 2^2 * 5^4,

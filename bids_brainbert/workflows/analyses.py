@@ -26,13 +26,13 @@ from ..config import RunConfig
 from ..errors import BidsBrainbertError  # noqa: F401 (re-exported)
 from .steps import ANALYSES, runs  # noqa: F401 (ANALYSES re-exported)
 # the step modules' names, for the population and fine-tuning workflows (``group.<name>``) and the tests
-from .decoding import (FEATURE_CHOICES, SCORE_COLUMNS, SUMMARY_COLUMNS, decoding_params,  # noqa: F401
+from .decoding import (FEATURE_CHOICES, SCORE_COLUMNS, SUMMARY_COLUMNS,  # noqa: F401
                        gather_subject, run_decoding, write_verdict_table)
 from .dimensionality import run_dimensionality
 from .group_report import write_citation, write_group_report
 from .group_tables import (_read_tsv, by_task, decoding_targets, events_path,  # noqa: F401
-                           model_training_subjects, natural_contrast_order, provenance, read_channels, root_path,
-                           write_table)
+                           model_training_subjects, natural_contrast_order, provenance, read_channels_derivative,
+                           root_path, write_table)
 from .embeddings import read_events  # noqa: F401
 from .subject_report import write_subject_reports
 

@@ -15,7 +15,7 @@ import pandas as pd
 from ..analyses.decoding import DecodingParams, data_efficiency, data_efficiency_sizes, decode
 from ..analyses.features import (FeatureSet, event_windows, spectrogram_features, spectrogram_features_at_offsets,
                                  voltage_features)
-from ..analyses.regions import Atlas, assign_regions
+from ..analyses.regions import Atlas, assign_regions, region_column
 from ..analyses.verdict import VERDICT_COLUMNS, verdict
 from .. import seeds
 from ..bids import derivatives as deriv
@@ -24,16 +24,17 @@ from ..bids.discovery import Recording
 from ..config import RunConfig, replace
 from ..errors import RecordingError, UsageError
 from ..io.loading import find_electrodes_file, load_recording
+from ..params import DECODING_FEATURES
 from ..transforms.spectrogram import spectrogram_front_end
 from .embeddings import read_events
 from .participant import preprocess, spectrogram_paths_for
 from .group_tables import (by_task, decoding_targets, embedding_event_files, events_path, match_onsets,
-                           model_training_subjects, provenance, read_channels, root_path, write_table)
+                           model_training_subjects, provenance, read_channels_derivative, root_path, write_table)
 
 LOGGER = logging.getLogger("bids_brainbert")
 
 BASELINES = ("voltage", "superlet", "stft", "laplacian")
-FEATURE_CHOICES = BASELINES + ("embeddings", "random")
+FEATURE_CHOICES = DECODING_FEATURES   # the baselines, the model's embeddings and its random-weights control
 # readout offsets (s after the onset) at which the best electrodes' spectrogram baseline is re-scored for the report
 READOUT_OFFSETS_S = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 OFFSET_CURVE_ELECTRODES = 3
@@ -95,9 +96,9 @@ class SubjectExamples:
 
 # ------------------------------------------------------------------------------------------------ decoding inputs
 
-def readout_offsets(config: RunConfig, frame_rate_hz: float) -> tuple[float, ...]:
-    """The offsets of READOUT_OFFSETS_S whose readout stays inside the decoding window."""
-    half = config.decoding_window_s / 2 - config.embedding_middle_frames / frame_rate_hz / 2
+def readout_offsets(window_s: float, middle_frames: int, frame_rate_hz: float) -> tuple[float, ...]:
+    """The offsets of READOUT_OFFSETS_S whose readout (``middle_frames``) stays inside the decoding window."""
+    half = window_s / 2 - middle_frames / frame_rate_hz / 2
     return tuple(o for o in READOUT_OFFSETS_S if abs(o) <= half + 1e-9)
 
 
@@ -138,7 +139,7 @@ def baseline_blocks(config: RunConfig, recording: Recording, loaded, onsets: np.
                            f"{config.decoding_offset_s:g} s after the onset, in the window centred on the onset; "
                            "only the union of the event windows is transformed"})
             if offset_blocks is not None and not offset_blocks:    # the first spectrogram baseline computed
-                offsets = readout_offsets(config, front_end.frame_rate_hz)
+                offsets = readout_offsets(window, config.embedding_middle_frames, front_end.frame_rate_hz)
                 grid = spectrogram_features_at_offsets(signal, front_end, onsets, window,
                                                        config.embedding_middle_frames,
                                                        offsets + (config.decoding_offset_s,),
@@ -191,7 +192,7 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
                 table = pd.read_csv(files["table"], sep="\t", na_values=["n/a"], keep_default_na=False)
                 rows = match_onsets(onsets, pd.to_numeric(table["onset"], errors="coerce").to_numpy(dtype=float))
                 keep &= rows >= 0          # events whose embedding window left the recording are absent
-                channels = read_channels(data_path.with_name(sidecar["ChannelsFile"]))
+                channels = read_channels_derivative(data_path.with_name(sidecar["ChannelsFile"]))
                 blocks[label] = (np.load(files["data"], mmap_mode="r"), channels["name"].tolist(), rows, channels)
                 info = found.feature_info.setdefault(label, {
                     "Kind": kind, "ModelLabel": label, "ModelSha256": sidecar["Model"]["Sha256"],
@@ -243,7 +244,7 @@ def gather_subject(config: RunConfig, subject: str, recordings: list[Recording],
 
 # ------------------------------------------------------------------------------------------------ decoding
 
-def region_lookup(config: RunConfig, subject_channels: pd.DataFrame, recording: Recording | None,
+def region_lookup(subject_channels: pd.DataFrame, recording: Recording | None,
                   atlas: Atlas | None) -> dict[str, tuple[str, str]]:
     """electrode -> (region, source)."""
     table = subject_channels.copy()
@@ -258,7 +259,6 @@ def region_lookup(config: RunConfig, subject_channels: pd.DataFrame, recording: 
             if "region" not in table.columns:
                 raw = pd.read_csv(electrodes_file, sep="\t", na_values=["n/a"], keep_default_na=False,
                                   dtype={"name": str}).set_index("name", drop=False)
-                from ..analyses.regions import region_column
                 column = region_column(raw)
                 if column is not None and "sources" in table.columns:
                     first = table["sources"].astype(str).str.split(",").str[0]
@@ -273,9 +273,9 @@ def region_lookup(config: RunConfig, subject_channels: pd.DataFrame, recording: 
 
 def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | None = None) -> list[Path]:
     """Decode every target for every subject and task; writes the score tables, sidecars and figures."""
-    from ..reports import figures
+    from ..reports import figures  # deferred: matplotlib, loaded only when a figure is drawn
 
-    params = decoding_params(config)
+    params = config.decoding_settings().probe_params()
     if abs(config.decoding_offset_s) >= config.decoding_window_s / 2:
         raise UsageError(f"--decoding-offset-s {config.decoding_offset_s:g}: the readout must stay inside the "
                          f"{config.decoding_window_s:g} s window (|offset| < {config.decoding_window_s / 2:g} s)")
@@ -292,7 +292,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
         if not tables:
             LOGGER.warning("task %s: no events.tsv in any selected recording, nothing to decode", task)
             continue
-        targets = decoding_targets(config, tables)
+        targets = decoding_targets(config.decoding_settings(), tables)
         subjects = defaultdict(list)
         for recording in task_recordings:
             subjects[recording.subject].append(recording)
@@ -309,10 +309,10 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 merged["Sources"] += [s for s in info.get("Sources", []) if s not in merged["Sources"]]
             values = np.asarray(examples.values)
             starts, stops, runs = (np.asarray(v) for v in (examples.starts, examples.stops, examples.runs))
-            regions = region_lookup(config, next(iter(examples.channel_tables.values())), subject_recordings[0],
+            regions = region_lookup(next(iter(examples.channel_tables.values())), subject_recordings[0],
                                     atlas)
             for feature, channels in examples.channel_tables.items():
-                for name, region in region_lookup(config, channels, subject_recordings[0], atlas).items():
+                for name, region in region_lookup(channels, subject_recordings[0], atlas).items():
                     regions.setdefault(name, region)
             for target, positive, negative in targets:
                 mask = np.ones(len(values), dtype=bool) if negative is None else np.isin(values, [positive, negative])
@@ -325,7 +325,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                     info = examples.feature_info[feature]
                     in_pretraining = "n/a"
                     if info["Kind"] == "embedding":
-                        roles = model_training_subjects(config, feature)
+                        roles = model_training_subjects(config.output_dir, feature)
                         in_pretraining = "n/a" if roles is None else roles.get(subject, "held out")
                     common = {"subject": subject, "target": target, "positive_class": positive, "feature": feature,
                               "feature_kind": info["Kind"], "in_pretraining": in_pretraining}
@@ -365,7 +365,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
         if not score_rows:
             LOGGER.warning("task %s: nothing could be decoded", task)
             continue
-        base = {**provenance(config), "Task": task, "DecodingColumn": config.decoding_column,
+        base = {**provenance(config.random_seed), "Task": task, "DecodingColumn": config.decoding_column,
                 "Targets": {t: {"Positive": p, "Negative": n if n is not None else "all other values"}
                             for t, p, n in targets},
                 "WindowS": config.decoding_window_s, "WindowAlignment": "centred on the events.tsv onset",
@@ -374,16 +374,16 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 "Sources": [f"bids:raw:{r.relative_path}" for r in task_recordings]
                 + [src for info in feature_info.values() for src in info.get("Sources", [])]}
         scores = pd.DataFrame(score_rows, columns=list(SCORE_COLUMNS))
-        written.append(write_table(config, naming.group_table(task, "decoding", "scores"), scores, {
+        written.append(write_table(config.output_dir, naming.group_table(task, "decoding", "scores"), scores, {
             **base, "Description": "Cross-validated ROC-AUC of linear probes, one row per fold",
             **{c: {"Description": d} for c, d in SCORE_COLUMNS.items()}}))
         summary = pd.DataFrame(summary_rows, columns=list(SUMMARY_COLUMNS))
-        written.append(write_table(config, naming.group_table(task, "decoding", "summary"), summary, {
+        written.append(write_table(config.output_dir, naming.group_table(task, "decoding", "summary"), summary, {
             **base, "Description": "Per-probe mean ROC-AUC over folds with permutation chance level and p-value",
             **{c: {"Description": d} for c, d in SUMMARY_COLUMNS.items()}}))
         if efficiency_rows:
             efficiency = pd.DataFrame(efficiency_rows)
-            written.append(write_table(config, naming.group_table(task, "dataefficiency", "scores"), efficiency, {
+            written.append(write_table(config.output_dir, naming.group_table(task, "dataefficiency", "scores"), efficiency, {
                 **base, "Description": "Population-probe ROC-AUC against the number of training examples "
                                        "(stratified random subsets of each training fold, the fold's C)",
                 "RequestedSizes": list(config.data_efficiency_sizes), "SizesUsed": sizes_used,
@@ -396,14 +396,14 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
                 "fold": {"Description": "Outer fold"}, "auc": {"Description": "Held-out ROC-AUC"}}))
         generalization = generalization_summary(summary)
         if len(generalization):
-            written.append(write_table(config, naming.group_table(task, "generalization", "summary"), generalization, {
+            written.append(write_table(config.output_dir, naming.group_table(task, "generalization", "summary"), generalization, {
                 **base, "Description": "Mean electrode AUC of embedding features by whether the subject was in the "
                                        "model's pretraining data (false: held out, i.e. cross-subject generalization)",
                 "auc_electrode_mean": {"Description": "Mean over electrodes of the fold-mean AUC"},
                 "n_electrodes": {"Description": "Electrodes averaged"}}))
         written += write_verdict_table(config, task, summary, base)
         if offset_rows:
-            written.append(write_table(config, naming.group_table(task, "readoutoffset", "summary"),
+            written.append(write_table(config.output_dir, naming.group_table(task, "readoutoffset", "summary"),
                                        pd.DataFrame(offset_rows), {
                 **base, "Description": "Spectrogram baseline AUC of each subject's best electrodes (highest AUC "
                                        "at --decoding-offset-s) re-scored with the readout centred at other offsets "
@@ -416,7 +416,7 @@ def run_decoding(config: RunConfig, recordings: list[Recording], atlas: Atlas | 
             figure_pngs["readoutOffset"] = figures.auc_by_offset(pd.DataFrame(offset_rows),
                                                                  config.decoding_offset_s)
         for name, png in figure_pngs.items():
-            path = root_path(config, naming.figure(task, name))
+            path = root_path(config.output_dir, naming.figure(task, name))
             deriv.atomic_write_bytes(path, png)
             written.append(path)
     return written
@@ -453,17 +453,12 @@ def generalization_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(auc_electrode_mean="mean", n_electrodes="count").reset_index()
 
 
-def decoding_params(config: RunConfig) -> DecodingParams:
-    return DecodingParams(n_folds=config.decoding_folds, n_permutations=config.decoding_permutations,
-                          permutation=config.decoding_permutation_scheme)
-
-
 def write_verdict_table(config: RunConfig, task: str, summary: pd.DataFrame, base: dict) -> list[Path]:
     """``task-<task>_desc-verdict_summary.tsv`` from the decoding summary (rewritten whenever rows join it)."""
     verdict_table = verdict(summary)
     if not len(verdict_table):
         return []
-    return [write_table(config, naming.group_table(task, "verdict", "summary"), verdict_table, {
+    return [write_table(config.output_dir, naming.group_table(task, "verdict", "summary"), verdict_table, {
         **base, "Description": "Per target, feature and level: median AUC over electrodes (electrode rows) or over "
                                "subjects (population rows); for each embedding or fine-tuned feature the paired "
                                "difference to the Laplacian baseline and to its random-weights control at the same "

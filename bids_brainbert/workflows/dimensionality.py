@@ -19,7 +19,7 @@ from ..bids.discovery import Recording
 from ..config import RunConfig
 from .participant import spectrogram_paths_for
 from .decoding import region_lookup
-from .group_tables import by_task, provenance, read_channels, root_path, write_table
+from .group_tables import by_task, provenance, read_channels_derivative, root_path, write_table
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -29,7 +29,7 @@ LOGGER = logging.getLogger("bids_brainbert")
 def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: Atlas | None = None) -> list[Path]:
     """Intrinsic dimensionality per electrode of each embedding model's sliding-window embeddings, and of the
     spectrogram (log10 magnitude averaged over the same windows) as control, summarised by region."""
-    from ..reports import figures
+    from ..reports import figures  # deferred: matplotlib, loaded only when a figure is drawn
 
     rng = np.random.default_rng([config.random_seed, seeds.DIMENSIONALITY])
     written: list[Path] = []
@@ -49,7 +49,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                     LOGGER.info("%s: no complete spectrogram derivative, left out of the dimensionality analysis",
                                 recording.relative_path)
                     continue
-                channels = read_channels(paths["channels"])
+                channels = read_channels_derivative(paths["channels"])
                 channels_table = channels if channels_table is None else channels_table
                 spec_sidecar = deriv.read_json(paths["sidecar"])
                 spectrogram = np.load(paths["data"], mmap_mode="r")
@@ -60,7 +60,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                     sidecar = deriv.read_json(npy.with_suffix(".json"))
                     embeddings = np.load(npy, mmap_mode="r")
                     centres = np.asarray(sidecar.get("WindowCentresS", []), float)
-                    names = read_channels(paths["data"].with_name(sidecar["ChannelsFile"]))["name"].tolist()
+                    names = read_channels_derivative(paths["data"].with_name(sidecar["ChannelsFile"]))["name"].tolist()
                     info.setdefault(label, {"Kind": "embedding", "ModelSha256": sidecar["Model"]["Sha256"],
                                             "Layer": sidecar["Layer"], "Pooling": sidecar["Pooling"],
                                             "WindowS": sidecar["WindowS"], "StrideS": sidecar["StrideS"]})
@@ -77,7 +77,7 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                 continue
             info.setdefault("spectrogram", {"Kind": "control", "Readout": "log10 magnitude of the spectrogram "
                                             "derivative averaged over all frames of each embedding window"})
-            regions = region_lookup(config, channels_table, subject_recordings[0], atlas)
+            regions = region_lookup(channels_table, subject_recordings[0], atlas)
             for feature, electrodes in per_feature.items():
                 for name, parts in electrodes.items():
                     x = np.concatenate(parts)
@@ -112,11 +112,11 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                            ", ".join(f"{k} {v}" for k, v in sorted(per_subject.items())))
         short.clear()
         electrodes = pd.DataFrame(rows)
-        base = {**provenance(config), "Task": task, "Threshold": config.dimensionality_threshold,
+        base = {**provenance(config.random_seed), "Task": task, "Threshold": config.dimensionality_threshold,
                 "MaxExamples": config.dimensionality_examples, "Features": info,
                 "RegionSources": "region column of electrodes.tsv (via the channels table) when present, else "
                                  f"the atlas {atlas.source if atlas else '(none given)'}, else unknown"}
-        written.append(write_table(config, naming.group_table(task, "dimensionality", "electrodes"), electrodes, {
+        written.append(write_table(config.output_dir, naming.group_table(task, "dimensionality", "electrodes"), electrodes, {
             **base, "Description": "Intrinsic dimensionality per electrode: fewest principal components explaining "
                                    "more than Threshold of the variance of its window features",
             "dimension": {"Description": "Fewest principal components explaining > Threshold of the variance"},
@@ -134,12 +134,12 @@ def run_dimensionality(config: RunConfig, recordings: list[Recording], atlas: At
                               dimension_sd=("dimension", "std"), dimension_median=("dimension", "median"),
                               max_dimension_mean=("max_dimension", "mean"),
                               n_at_ceiling=("at_ceiling", "sum")).reset_index())
-        written.append(write_table(config, naming.group_table(task, "dimensionality", "regions"), regions_table, {
+        written.append(write_table(config.output_dir, naming.group_table(task, "dimensionality", "regions"), regions_table, {
             **base, "Description": "Intrinsic dimensionality summarised by brain region and feature",
             "max_dimension_mean": {"Description": "Mean ceiling min(n_examples - 1, n_features) of the electrodes"},
             "n_at_ceiling": {"Description": "Electrodes whose dimension equals their ceiling (a lower bound)"}}))
         png = figures.dimensionality_by_region(regions_table)
-        path = root_path(config, naming.figure(task, "dimensionality"))
+        path = root_path(config.output_dir, naming.figure(task, "dimensionality"))
         deriv.atomic_write_bytes(path, png)
         written.append(path)
     return written

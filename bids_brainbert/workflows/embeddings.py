@@ -1,4 +1,5 @@
-"""Embedding derivatives: a frozen model applied to a recording's spectrogram derivative.
+"""The embeddings step: a frozen model applied to a recording's spectrogram derivative, written as derivatives
+(the arrays themselves are computed by :mod:`bids_brainbert.frozen_embeddings`).
 
 Per recording and model label ``<label>`` (default ``brainbert``)::
 
@@ -30,7 +31,7 @@ from ..config import RunConfig
 from ..fingerprints import fingerprint, stale_reason, tree_sha256
 from ..params import EmbeddingSettings
 from ..devices import resolve_device
-from ..embedding import EmbeddingParams, event_locked_embeddings, windowed_embeddings
+from ..frozen_embeddings import EmbeddingParams, event_locked_embeddings, windowed_embeddings
 from ..errors import CheckpointError, RecordingError, UsageError
 from ..model import BrainBertPretrainModel, load_checkpoint, weights_sha256
 from ..model.checkpoints import PUBLISHED_SUFFIXES, check_input_width
@@ -217,7 +218,8 @@ def _compute(recording: Recording, spectrogram_data: Path, spec_sidecar: dict, c
     # BrainBERT reads decoding probes from the middle frames but measures dimensionality on all-frames means
     window_params = replace(params, pooling=settings.window_pooling)
     # BrainBERT's per-window input (published weights, --embedding-windowing brainbert), else the derivative's
-    exact = window_exact_for(recording, config, model_source.published, spectrogram.shape[0], model, window_params,
+    exact = window_exact_for(recording, config.preprocessing_params(), config.spectrogram_params(), settings,
+                             config.work_dir, model_source.published, spectrogram.shape[0], model, window_params,
                              params, events, device)
     common.update(windowing_fields(exact))
     if windows_todo:

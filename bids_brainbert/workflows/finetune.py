@@ -17,25 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analyses.finetune import FinetuneParams, finetune_decode
+from ..analyses.finetune import finetune_decode
 from ..bids import derivatives as deriv
 from ..config import RunConfig
-from ..embedding import event_window_starts, window_frames
+from ..frozen_embeddings import event_window_starts, window_frames
 from ..model.checkpoints import load_checkpoint
+from ..reports.html import Section, paragraph, table
 from . import analyses as group
 from .embeddings import find_model, read_events
 from .participant import spectrogram_paths_for
 from .population import _merge_into_decoding_tables
 
 LOGGER = logging.getLogger("bids_brainbert")
-
-
-def finetune_params(config: RunConfig) -> FinetuneParams:
-    return FinetuneParams(top_layers=config.finetune_layers or None, max_epochs=config.finetune_epochs,
-                          layer=config.embedding_layer, pooling=config.embedding_pooling,
-                          middle_frames=config.embedding_middle_frames,
-                          n_permutations=config.finetune_permutations,
-                          permutation=config.decoding_permutation_scheme)
 
 
 def subject_windows(config: RunConfig, recordings) -> tuple[dict[str, np.ndarray], list, list, list, list]:
@@ -58,7 +51,7 @@ def subject_windows(config: RunConfig, recordings) -> tuple[dict[str, np.ndarray
         keep = np.flatnonzero(valid & events[config.decoding_column].notna().to_numpy())
         if not len(keep):
             continue
-        names = group.read_channels(paths["channels"])["name"].astype(str).tolist()
+        names = group.read_channels_derivative(paths["channels"])["name"].astype(str).tolist()
         names_per_run.append(names)
         for row, name in enumerate(names):
             rows = np.asarray(spectrogram[row])
@@ -76,7 +69,8 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
     if source is None:
         LOGGER.warning("no model to fine-tune: pretrain one (--analysis pretrain) or give --model")
         return []
-    params = finetune_params(config)
+    params = config.finetune_settings().finetune_params(config.embedding_settings(),
+                                                        config.decoding_permutation_scheme)
     feature = f"{source.label}Finetuned"
     info = {feature: {"Kind": "finetuned", "ModelLabel": source.label, "ModelSha256": source.sha256,
                       "FineTuning": params.to_dict(), "WindowS": config.decoding_window_s,
@@ -93,7 +87,7 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
         tables = {group.events_path(r): e for r in task_recordings if (e := read_events(r)) is not None}
         if not tables:
             continue
-        targets = group.decoding_targets(config, tables)
+        targets = group.decoding_targets(config.decoding_settings(), tables)
         subjects = defaultdict(list)
         for recording in task_recordings:
             subjects[recording.subject].append(recording)
@@ -141,16 +135,14 @@ def run_finetune(config: RunConfig, recordings) -> list[Path]:
 def report_section(config: RunConfig, task: str):
     """The group report's section on fine-tuning: AUC, chance band and permutation p per electrode and per
     subject (population variant) beside the frozen probe of the same model; None when it has not run for ``task``."""
-    from ..reports.html import Section, paragraph, table
-
-    summary = group._read_tsv(group.root_path(config, f"task-{task}_desc-decoding_summary.tsv"))
+    summary = group._read_tsv(group.root_path(config.output_dir, f"task-{task}_desc-decoding_summary.tsv"))
     if summary is None:
         return None
     summary = summary.assign(electrode=summary["electrode"].fillna("n/a"))      # population rows: n/a
     mine = summary[summary["feature_kind"].astype(str) == "finetuned"]
     if mine.empty:
         return None
-    features = deriv.read_json(group.root_path(config, f"task-{task}_desc-decoding_summary.json")).get("Features", {})
+    features = deriv.read_json(group.root_path(config.output_dir, f"task-{task}_desc-decoding_summary.json")).get("Features", {})
     notes = []
     rows = []
     for feature, own in mine.groupby("feature", sort=False):

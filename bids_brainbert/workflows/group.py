@@ -14,7 +14,7 @@ from ..bids.discovery import Recording
 from ..config import RunConfig
 from ..errors import RecordingError, UsageError
 from ..model import weights_sha256
-from ..training import PretrainConfig, pretrain
+from ..training import pretrain
 from ..training.validation_share import WINDOWS, validation_split, within_tolerance
 from .embeddings import ModelSource, group_model_root, write_embeddings
 from .outcomes import RecordingOutcome, per_recording
@@ -23,14 +23,6 @@ from .pretrain_clock import PretrainingClock, warn_if_long_on_cpu
 from .steps import runs
 
 LOGGER = logging.getLogger("bids_brainbert")
-
-
-def pretraining_config(config: RunConfig) -> PretrainConfig:
-    return PretrainConfig(model=config.model_size, batch_size=config.batch_size, steps=config.train_steps,
-                          lr=config.learning_rate, optimizer=config.optimizer, mask_p=config.mask_probability,
-                          window_s=config.train_window_s, seed=config.random_seed,
-                          checkpoint_every=min(config.checkpoint_every, config.train_steps), device=config.device,
-                          precision=config.precision)
 
 
 def training_files(config: RunConfig, recordings: list[Recording]):
@@ -76,8 +68,9 @@ def pretrain_and_embed(config: RunConfig, recordings: list[Recording]) -> list[R
                        config.validation_split)
     LOGGER.info("pretraining a %s model on %d recording(s), validating on %d (%.1f%% of the windows, split by %s), "
                 "%d steps", config.model_size, len(train), len(val), 100 * share, split.mode, config.train_steps)
-    warn_if_long_on_cpu(config)
-    result = pretrain(train, val, group_model_root(config), pretraining_config(config), init_from=config.init_model,
+    settings = config.pretrain_settings()
+    warn_if_long_on_cpu(settings, config.device)
+    result = pretrain(train, val, group_model_root(config), settings.pretrain_config(config.random_seed, config.device, config.precision), init_from=config.init_model,
                       resume=True, progress=True, on_step=PretrainingClock(config.train_steps, config.device),
                       spans=(split.train_spans, split.val_spans) if split.mode == WINDOWS else None)
     if result.rank != 0:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 from .. import __version__
-from ..analyses.verdict import verdict
 from ..bids import derivatives as deriv
 from ..bids import names as naming
 from ..bids.discovery import Recording
@@ -17,14 +16,17 @@ from ..errors import BidsBrainbertError
 from .participant import spectrogram_paths_for
 from .decoding import OFFSET_CURVE_ELECTRODES
 from .group_tables import _read_tsv, root_path, task_of
+from ..analyses.verdict import report_table, verdict, verdict_sentences
+from ..reports.boilerplate import methods_text, package_versions
+from ..reports.html import Section, heading, image, paragraph, preformatted, render, table
+from ..training import latest_checkpoint
+from .embeddings import find_model
+from .provenance import model_record, recorded_settings
 
 
 def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
     """The verdict table (from its TSV when written, else from the summary) and its plain-words outcome."""
-    from ..analyses.verdict import verdict_sentences
-    from ..reports.html import paragraph, table
-
-    stored = _read_tsv(root_path(config, naming.group_table(task, "verdict", "summary")))
+    stored = _read_tsv(root_path(config.output_dir, naming.group_table(task, "verdict", "summary")))
     frame = stored if stored is not None else verdict(summary)
     if frame is None or not len(frame):
         return ""
@@ -43,14 +45,10 @@ def verdict_section(config: RunConfig, task: str, summary: pd.DataFrame) -> str:
 
 def compact_verdict(frame: pd.DataFrame) -> pd.DataFrame:
     """The verdict as the report shows it: one comparison per cell."""
-    from ..analyses.verdict import report_table
-
     return report_table(frame)
 
 
 def data_efficiency_caption(path: Path) -> str:
-    from ..reports.html import paragraph
-
     sidecar_path = path.with_suffix(".json")
     if not sidecar_path.exists():
         return ""
@@ -64,7 +62,7 @@ def data_efficiency_caption(path: Path) -> str:
 
 def electrode_count_reason(config: RunConfig, task: str, feature: str) -> str:
     """Why a feature scored the number of electrodes it did (from the decoding sidecar's feature record)."""
-    path = root_path(config, naming.group_table(task, "decoding", "summary", ".json"))
+    path = root_path(config.output_dir, naming.group_table(task, "decoding", "summary", ".json"))
     info = deriv.read_json(path).get("Features", {}).get(feature, {}) if path.exists() else {}
     kind, reference = info.get("Kind"), info.get("Reference")
     if kind == "baseline" and reference == "none":
@@ -77,12 +75,10 @@ def electrode_count_reason(config: RunConfig, task: str, feature: str) -> str:
 
 
 def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
-    from ..reports import figures
-    from ..reports.html import Section, heading, image, paragraph, preformatted, render, table
+    from ..reports import figures  # deferred: matplotlib, loaded only when a figure is drawn
 
     sections: list[Section] = []
     loss_body = ""
-    from ..training import latest_checkpoint
 
     models_root = config.output_dir / MODELS_DIR
     for model_dir in sorted(models_root.glob("desc-*")) if models_root.is_dir() else []:
@@ -90,7 +86,6 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
         if checkpoint is not None and (checkpoint / "loss_curve.png").exists():
             loss_body += heading(f"{model_dir.name} ({checkpoint.name})")
             loss_body += image((checkpoint / "loss_curve.png").read_bytes(), f"loss curve {model_dir.name}")
-            from .provenance import model_record
 
             record = model_record(config.output_dir, model_dir.name.removeprefix("desc-"))
             if record is not None:
@@ -110,25 +105,25 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
     sections.append(Section("Pretraining", loss_body or paragraph("No model has been pretrained in this output "
                                                                   "directory.", "note")))
     for task in sorted({task_of(r) for r in recordings}):
-        summary = _read_tsv(root_path(config, naming.group_table(task, "decoding", "summary")))
+        summary = _read_tsv(root_path(config.output_dir, naming.group_table(task, "decoding", "summary")))
         if summary is not None and len(summary):
             if "positive_class" not in summary.columns:      # written by an earlier version
                 summary = summary.assign(positive_class="n/a")
             body = verdict_section(config, task, summary)
-            efficiency_path = root_path(config, naming.group_table(task, "dataefficiency", "scores"))
+            efficiency_path = root_path(config.output_dir, naming.group_table(task, "dataefficiency", "scores"))
             efficiency = _read_tsv(efficiency_path)
             for name, png in figures.decoding_figures(summary, efficiency).items():
                 body += image(png, name)
                 if name == "dataEfficiency":
                     body += data_efficiency_caption(efficiency_path)
-            offsets = _read_tsv(root_path(config, naming.group_table(task, "readoutoffset", "summary")))
+            offsets = _read_tsv(root_path(config.output_dir, naming.group_table(task, "readoutoffset", "summary")))
             if offsets is not None and len(offsets):
                 body += "<h3>Where the information is: readout offset</h3>" + paragraph(
                     f"AUC of the {offsets['feature'].iloc[0]} baseline of each "
                     f"subject's {OFFSET_CURVE_ELECTRODES} best electrodes with the {config.embedding_middle_frames}"
                     "-frame readout centred at other times after the onset (no permutations; the tables above use "
                     "the dotted offset). Choose --decoding-offset-s where the curves peak.", "note")
-                used = deriv.read_json(root_path(config, naming.group_table(task, "decoding", "summary", ".json"))).get(
+                used = deriv.read_json(root_path(config.output_dir, naming.group_table(task, "decoding", "summary", ".json"))).get(
                     "ReadoutOffsetS", 0.0)
                 body += image(figures.auc_by_offset(offsets, float(used)), "AUC against readout offset")
             electrodes = summary[summary["probe"] == "electrode"]
@@ -143,7 +138,7 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
             population = summary[summary["probe"] == "population"]
             body += heading("Population probes") + table(population[["subject", "target", "feature", "auc_mean",
                                                                       "auc_sd", "chance_high", "p_value"]])
-            generalization = _read_tsv(root_path(config, naming.group_table(task, "generalization", "summary")))
+            generalization = _read_tsv(root_path(config.output_dir, naming.group_table(task, "generalization", "summary")))
             # a comparison needs somebody who was not trained on: hidden when every subject was
             if generalization is not None and len(generalization) and set(
                     generalization["in_pretraining"].astype(str)) - {"trained", "true"}:
@@ -155,15 +150,15 @@ def write_group_report(config: RunConfig, recordings: list[Recording]) -> Path:
         from .finetune import report_section as finetune_section          # workflows/finetune.py
         if (finetuned := finetune_section(config, task)) is not None:
             sections.append(finetuned)
-        regions = _read_tsv(root_path(config, naming.group_table(task, "dimensionality", "regions")))
+        regions = _read_tsv(root_path(config.output_dir, naming.group_table(task, "dimensionality", "regions")))
         if regions is not None and len(regions):
             sections.append(Section(f"Intrinsic dimensionality, task {task}",
                                     image(figures.dimensionality_by_region(regions), "dimensionality by region")
                                     + table(regions)))
-    citation = root_path(config, CITATION)
+    citation = root_path(config.output_dir, CITATION)
     if citation.exists():
         sections.append(Section("Methods", preformatted(citation.read_text())))
-    path = root_path(config, GROUP_REPORT)
+    path = root_path(config.output_dir, GROUP_REPORT)
     deriv.atomic_write_bytes(path, render("bids-brainbert: group report", sections,
                                           f"bids-brainbert {__version__}").encode("utf-8"))
     return path
@@ -174,10 +169,6 @@ CITATION = "logs/CITATION.md"
 
 def write_citation(config: RunConfig, analysis: str, recordings: list[Recording] | None = None) -> Path:
     """logs/CITATION.md from what the outputs record (model config.json, sidecars), not the current defaults."""
-    from ..reports.boilerplate import methods_text, package_versions
-    from .embeddings import find_model
-    from .provenance import recorded_settings
-
     model = None
     try:
         source = find_model(config)
@@ -192,7 +183,7 @@ def write_citation(config: RunConfig, analysis: str, recordings: list[Recording]
                                  sorted({r.subject for r in recordings}))
     if recorded.model is not None:
         model = {**recorded.model, **(model or {})}
-    path = root_path(config, CITATION)
+    path = root_path(config.output_dir, CITATION)
     text = methods_text(recorded.settings, package_versions(), __version__, analysis, model,
                         sections=recorded.sections if recordings else None, random_control=recorded.random_control,
                         readout_offset_s=recorded.readout_offset_s)

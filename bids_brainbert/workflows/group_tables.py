@@ -14,8 +14,9 @@ from .. import __version__
 from ..bids import derivatives as deriv
 from ..bids import names as naming
 from ..bids.discovery import Recording
-from ..config import RunConfig
+from ..params import DecodingSettings
 from ..errors import RecordingError, UsageError
+from ..training import latest_checkpoint
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -31,17 +32,16 @@ def by_task(recordings: list[Recording]) -> dict[str, list[Recording]]:
     return dict(sorted(out.items()))
 
 
-def root_path(config: RunConfig, name: str) -> Path:
-    return deriv.ensure_inside(config.output_dir, config.output_dir / name)
+def root_path(output_dir: Path, name: str) -> Path:
+    return deriv.ensure_inside(output_dir, output_dir / name)
 
 
-def provenance(config: RunConfig) -> dict:
-    return {"GeneratedBy": [deriv.generated_by()], "SoftwareVersion": __version__,
-            "RandomSeed": config.random_seed}
+def provenance(random_seed: int) -> dict:
+    return {"GeneratedBy": [deriv.generated_by()], "SoftwareVersion": __version__, "RandomSeed": random_seed}
 
 
-def write_table(config: RunConfig, name: str, table: pd.DataFrame, sidecar: dict) -> Path:
-    path = root_path(config, name)
+def write_table(output_dir: Path, name: str, table: pd.DataFrame, sidecar: dict) -> Path:
+    path = root_path(output_dir, name)
     deriv.atomic_write_tsv(path, table)
     deriv.atomic_write_json(path.with_suffix(".json"), sidecar)
     return path
@@ -51,9 +51,10 @@ def events_path(recording: Recording) -> Path:
     return recording.path.with_name(f"{recording.stem_entities}_events.tsv")
 
 
-def decoding_targets(config: RunConfig, tables: dict[Path, pd.DataFrame]) -> list[tuple[str, str, str | None]]:
+def decoding_targets(settings: DecodingSettings, tables: dict[Path, pd.DataFrame]
+                     ) -> list[tuple[str, str, str | None]]:
     """(name, positive value, negative value or None = rest) for each target; bad column/values -> UsageError."""
-    column = config.decoding_column
+    column = settings.column
     values: set[str] = set()
     for path, table in tables.items():
         if column not in table.columns:
@@ -62,8 +63,8 @@ def decoding_targets(config: RunConfig, tables: dict[Path, pd.DataFrame]) -> lis
         values |= {str(v) for v in table[column].dropna().tolist()}
     first = next(iter(tables))
     targets = []
-    if config.decoding_contrast:
-        for contrast in config.decoding_contrast:
+    if settings.contrast:
+        for contrast in settings.contrast:
             parts = [p.strip() for p in str(contrast).split(",")]
             if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
                 raise UsageError(f"--decoding-contrast: {contrast!r} is not two different values 'A,B'")
@@ -109,12 +110,10 @@ def _label(value: str) -> str:
     return cleaned or "value"
 
 
-def model_training_subjects(config: RunConfig, label: str) -> dict[str, str] | None:
+def model_training_subjects(output_dir: Path, label: str) -> dict[str, str] | None:
     """What pretraining the group model ``label`` did with each subject it saw: 'trained' (a recording in the
     training set) or 'validation only'; None when the model is not in OUTPUT_DIR/models."""
-    from ..training import latest_checkpoint
-
-    checkpoint = latest_checkpoint(config.output_dir / naming.model_dir(label))
+    checkpoint = latest_checkpoint(output_dir / naming.model_dir(label))
     if checkpoint is None:
         return None
     try:
@@ -157,7 +156,9 @@ def match_onsets(wanted: np.ndarray, available: np.ndarray, tolerance_s: float =
     return out
 
 
-def read_channels(path: Path) -> pd.DataFrame:
+def read_channels_derivative(path: Path) -> pd.DataFrame:
+    """A ``_channels.tsv`` derivative (the rows of a spectrogram or embedding array), not the signals:
+    :func:`bids_brainbert.io.loading.read_channel_data` reads those."""
     try:
         return pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False, dtype={"name": str})
     except (OSError, pd.errors.ParserError) as exc:

@@ -47,8 +47,8 @@ from .scratch import remove_abandoned_scratch, scratch_dir
 LOGGER = logging.getLogger("bids_brainbert")
 
 
-def subject_log_dir(config: RunConfig, subject: str, run_id: str) -> Path:
-    return deriv.ensure_inside(config.output_dir, config.output_dir / f"sub-{subject}" / "log" / run_id)
+def subject_log_dir(output_dir: Path, subject: str, run_id: str) -> Path:
+    return deriv.ensure_inside(output_dir, output_dir / f"sub-{subject}" / "log" / run_id)
 
 
 def process_recording(recording: Recording, config: RunConfig, run_id: str,
@@ -101,7 +101,7 @@ class _SubjectLogHandler(logging.FileHandler):
 def _attach_subject_log(config: RunConfig, subject: str, run_id: str) -> logging.Handler:
     if LOGGER.level == logging.NOTSET or LOGGER.level > logging.INFO:  # worker processes start unconfigured
         LOGGER.setLevel(logging.DEBUG if config.verbose else logging.INFO)
-    log_dir = subject_log_dir(config, subject, run_id)
+    log_dir = subject_log_dir(config.output_dir, subject, run_id)
     log_dir.mkdir(parents=True, exist_ok=True)
     handler = _SubjectLogHandler(log_dir / "bids-brainbert.log", encoding="utf-8")
     handler.setFormatter(OneLineFormatter("%(asctime)s | %(levelname)s | %(message)s"))
@@ -112,7 +112,7 @@ def _attach_subject_log(config: RunConfig, subject: str, run_id: str) -> logging
 def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
     paths = {k: deriv.ensure_inside(config.output_dir, p)
              for k, p in deriv.spectrogram_paths(config.output_dir, recording, config.spectrogram).items()}
-    check_name_lengths(recording, config, paths["data"].parent)
+    check_name_lengths(recording, config.output_dir, config.spectrogram, config.model_label, paths["data"].parent)
     for stale in deriv.remove_stale_temporaries(paths["data"].parent, recording.stem_entities):
         LOGGER.info("%s: removed %s left by an interrupted run", recording.relative_path, stale.name)
     preprocessing, spectrogram = config.preprocessing_params(), config.spectrogram_params()
@@ -157,14 +157,15 @@ def _process(recording: Recording, config: RunConfig) -> RecordingOutcome:
     return RecordingOutcome(recording.relative_path, "written", "", [str(p) for p in paths.values()])
 
 
-def check_name_lengths(recording: Recording, config: RunConfig, folder: Path) -> None:
+def check_name_lengths(recording: Recording, output_dir: Path, spectrogram_kind: str, model_label: str,
+                       folder: Path) -> None:
     """Derivative names add a desc entity and a suffix to the recording's, and a temporary name adds more: a name
     the file system cannot hold is refused up front, naming the input (not a scratch or temporary file)."""
-    longest_names = [names.spectrogram_files(recording.stem_entities, config.spectrogram)["sidecar"],
-                     names.embedding_files(recording.stem_entities, config.model_label)["events_sidecar"]]
+    longest_names = [names.spectrogram_files(recording.stem_entities, spectrogram_kind)["sidecar"],
+                     names.embedding_files(recording.stem_entities, model_label)["events_sidecar"]]
     longest = max(len(os.fsencode(name)) for name in longest_names) + len(f".{deriv.TMP_MARK}") + 8  # mkstemp's suffix
     try:
-        limit = os.pathconf(folder if folder.exists() else config.output_dir, "PC_NAME_MAX")
+        limit = os.pathconf(folder if folder.exists() else output_dir, "PC_NAME_MAX")
     except (OSError, ValueError):
         limit = 255
     if longest > limit:

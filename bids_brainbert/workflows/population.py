@@ -21,13 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import seeds
 from ..analyses.decoding import decode
-from ..analyses.population import (PopulationConfig, PretrainParams, SubjectWindows, check_coordinates,
+from ..analyses.population import (PopulationConfig, SubjectWindows, check_coordinates,
                                    pretrain_population, save_population, summary_tokens)
 from ..analyses.regions import millimetres
 from ..bids import derivatives as deriv
 from ..config import RunConfig
 from ..io.loading import find_electrodes_file
+from ..reports.html import Section, paragraph, table
 from . import analyses as group
 from ..bids.names import MODELS_DIR, group_table, population_model_dir
 
@@ -64,14 +66,14 @@ def coordinates_mm(channels: pd.DataFrame, names: list[str], recording) -> np.nd
 
 def run_population(config: RunConfig, recordings) -> list[Path]:
     """Pretrain, save and read out the population model of every embedding model and task (see module notes)."""
-    params = group.decoding_params(config)
+    params = config.decoding_settings().probe_params()
     written: list[Path] = []
     for task, task_recordings in group.by_task(recordings).items():
         tables = {group.events_path(r): e for r in task_recordings if (e := group.read_events(r)) is not None}
         if not tables:
             LOGGER.warning("task %s: no events.tsv in any selected recording, no population model", task)
             continue
-        targets = group.decoding_targets(config, tables)
+        targets = group.decoding_targets(config.decoding_settings(), tables)
         subjects = defaultdict(list)
         for recording in task_recordings:
             subjects[recording.subject].append(recording)
@@ -96,7 +98,7 @@ def run_population(config: RunConfig, recordings) -> list[Path]:
                                task, label)
                 continue
             model_config = PopulationConfig(d_in=windows[0].x.shape[2], **MODEL_SIZE)
-            pretraining = PretrainParams(steps=config.population_steps)
+            pretraining = config.population_settings().pretrain_params()
             model, summary = pretrain_population(windows, model_config, pretraining, seed=config.random_seed)
             directory = deriv.ensure_inside(config.output_dir, config.output_dir / MODELS_DIR / POPULATION_DIR
                                             / population_model_dir(task, label))
@@ -105,13 +107,13 @@ def run_population(config: RunConfig, recordings) -> list[Path]:
                                                "Inputs": "event-window embeddings of every subject (labels unused)"})
             written += [directory / "population.safetensors", directory / "population.json"]
             feature = feature_name(label)
-            trained = group.model_training_subjects(config, label)
+            trained = group.model_training_subjects(config.output_dir, label)
             info[feature] = {"Kind": "embedding", "ModelLabel": label, "PopulationModel": model_config.to_dict(),
                              "Pretraining": {**pretraining.to_dict(), **summary},
                              "Checkpoint": str(directory.relative_to(config.output_dir)),
                              "Readout": "summary token of the frozen population model, then the linear probe of "
                                         "the per-electrode analysis (same folds, nested C, refitted null)"}
-            rng = np.random.default_rng([config.random_seed, 19])
+            rng = np.random.default_rng([config.random_seed, seeds.POPULATION])
             for subject, (examples, data) in examples_of.items():
                 tokens = summary_tokens(model, data)
                 score_rows, summary_rows = _read_out(subject, examples, tokens, targets, feature, trained, params,
@@ -152,19 +154,19 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
     written = []
     for name, rows, columns in (("scores", score_rows, group.SCORE_COLUMNS),
                                 ("summary", summary_rows, group.SUMMARY_COLUMNS)):
-        path = group.root_path(config, group_table(task, "decoding", name))
+        path = group.root_path(config.output_dir, group_table(task, "decoding", name))
         new = pd.DataFrame(rows, columns=list(columns))
         old = group._read_tsv(path)
         if old is not None:
             old = old[~old["feature"].astype(str).isin(set(new["feature"]))]
             new = pd.concat([old, new], ignore_index=True)[list(columns)]
         sidecar = deriv.read_json(path.with_suffix(".json")) if path.with_suffix(".json").exists() else {
-            **group.provenance(config), "Task": task, "DecodingColumn": config.decoding_column,
-            "CrossValidation": group.decoding_params(config).to_dict(),
+            **group.provenance(config.random_seed), "Task": task, "DecodingColumn": config.decoding_column,
+            "CrossValidation": config.decoding_settings().probe_params().to_dict(),
             "Description": f"Cross-validated ROC-AUC ({name}) of the population model or fine-tuning",
             **{c: {"Description": d} for c, d in columns.items()}}
         sidecar.setdefault("Features", {}).update(info)
-        written.append(group.write_table(config, path.name, new, sidecar))
+        written.append(group.write_table(config.output_dir, path.name, new, sidecar))
         if name == "summary":      # the verdict reads the summary: rewritten with the rows that joined it
             base = {k: v for k, v in sidecar.items() if k not in columns and k != "Description"}
             written += group.write_verdict_table(config, task, new, base)
@@ -173,15 +175,13 @@ def _merge_into_decoding_tables(config: RunConfig, task: str, score_rows, summar
 
 def report_section(config: RunConfig, task: str):
     """The group report's section on the population model (None when it has not run for ``task``)."""
-    from ..reports.html import Section, paragraph, table
-
-    summary = group._read_tsv(group.root_path(config, group_table(task, "decoding", "summary")))
+    summary = group._read_tsv(group.root_path(config.output_dir, group_table(task, "decoding", "summary")))
     if summary is None:
         return None
     mine = summary[summary["feature"].astype(str).str.startswith(FEATURE_PREFIX)]
     if mine.empty:
         return None
-    sidecar = deriv.read_json(group.root_path(config, group_table(task, "decoding", "summary", ".json")))
+    sidecar = deriv.read_json(group.root_path(config.output_dir, group_table(task, "decoding", "summary", ".json")))
     body = paragraph(
         "Population model: each window's frozen per-electrode embeddings, placed by their x, y, z (Fourier "
         "features, mm; a learned 'unknown position' for electrodes without coordinates), read out through a "

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from ..config import RunConfig
+from ..params import PretrainSettings
 from ..training import StepInfo
 
 LOGGER = logging.getLogger("bids_brainbert")
@@ -31,12 +31,12 @@ def runs_on_cpu(device: str) -> bool:
     return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
-def warn_if_long_on_cpu(config: RunConfig) -> None:
+def warn_if_long_on_cpu(settings: PretrainSettings, device: str) -> None:
     """On the CPU with the default number of steps (no --train-steps given), say so before starting."""
-    if runs_on_cpu(config.device) and config.train_steps == RunConfig.train_steps and _is_main_process():
+    if runs_on_cpu(device) and settings.steps == PretrainSettings.steps and _is_main_process():
         LOGGER.warning("pretraining on the CPU with the default %d steps (no --train-steps given): this takes hours "
                        "for any model size; the estimate follows after a few steps. For a quick run pass "
-                       "--train-steps N (e.g. 100); a GPU is tens of times faster", config.train_steps)
+                       "--train-steps N (e.g. 100); a GPU is tens of times faster", settings.steps)
 
 
 def _is_main_process() -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..bids import names
 from ..config import RunConfig
+from ..training import latest_checkpoint
 
 MODELS_DIR = names.MODELS_DIR
 
@@ -37,8 +38,6 @@ def _read_json(path: Path) -> dict | None:
 
 def model_record(output_dir: Path, label: str) -> dict[str, Any] | None:
     """The latest checkpoint of OUTPUT_DIR/models/desc-<label>: its config.json, weights hash and split shares."""
-    from ..training import latest_checkpoint
-
     checkpoint = latest_checkpoint(output_dir / names.model_dir(label))
     if checkpoint is None:
         return None

@@ -16,7 +16,8 @@ from ..bids.discovery import Recording
 from ..config import RunConfig
 from .embeddings import read_events
 from .participant import spectrogram_paths_for
-from .group_tables import _read_tsv, embedding_event_files, read_channels, root_path, task_of
+from .group_tables import _read_tsv, embedding_event_files, read_channels_derivative, root_path, task_of
+from ..reports.html import Section, heading, image, paragraph, render, table
 
 LOGGER = logging.getLogger("bids_brainbert")
 
@@ -48,8 +49,7 @@ def channel_usage(recording: Recording, used: list[str], reference: str) -> pd.D
 
 
 def subject_report(config: RunConfig, subject: str, recordings: list[Recording]) -> str:
-    from ..reports import figures
-    from ..reports.html import Section, heading, image, paragraph, render, table
+    from ..reports import figures  # deferred: matplotlib, loaded only when a figure is drawn
 
     sections: list[Section] = []
     summary_rows, channel_blocks, spectrogram_imgs, embedding_imgs = [], [], [], []
@@ -60,7 +60,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
             summary_rows.append({"recording": recording.relative_path, "status": "no complete derivative"})
             continue
         sidecar = deriv.read_json(paths["sidecar"])
-        channels = read_channels(paths["channels"])
+        channels = read_channels_derivative(paths["channels"])
         spectrogram = np.load(paths["data"], mmap_mode="r")
         rate = float(sidecar["SamplingFrequency"])
         reference = sidecar.get("Preprocessing", {}).get("Reference", {}).get("scheme", config.reference)
@@ -87,7 +87,8 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
             kept = pd.read_csv(files["table"], sep="\t", na_values=["n/a"], keep_default_na=False)
             column = config.decoding_column if config.decoding_column in kept.columns else None
             if emb.shape[0] and emb.shape[1] >= 3 and column:
-                names = read_channels(paths["data"].with_name(emb_sidecar["ChannelsFile"]))["name"].astype(str).tolist()
+                channel_table = read_channels_derivative(paths["data"].with_name(emb_sidecar["ChannelsFile"]))
+                names = channel_table["name"].astype(str).tolist()
                 row, _ = example_channel(names, ranking)
                 embedding_imgs.append(image(figures.embedding_scatter(
                     np.asarray(emb[row]), kept[column].astype(str).tolist(),
@@ -105,7 +106,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
                                 + "".join(embedding_imgs)))
     decoding_body = ""
     for task in sorted({task_of(r) for r in recordings}):
-        summary = _read_tsv(root_path(config, naming.group_table(task, "decoding", "summary")))
+        summary = _read_tsv(root_path(config.output_dir, naming.group_table(task, "decoding", "summary")))
         if summary is None:
             continue
         mine = summary[summary["subject"].astype(str) == subject]
@@ -120,7 +121,7 @@ def subject_report(config: RunConfig, subject: str, recordings: list[Recording])
         sections.append(Section("Decoding", decoding_body))
     dim_body = ""
     for task in sorted({task_of(r) for r in recordings}):
-        electrodes = _read_tsv(root_path(config, naming.group_table(task, "dimensionality", "electrodes")))
+        electrodes = _read_tsv(root_path(config.output_dir, naming.group_table(task, "dimensionality", "electrodes")))
         if electrodes is not None:
             mine = electrodes[electrodes["subject"].astype(str) == subject]
             if len(mine):
@@ -136,7 +137,7 @@ def responsive_channels(config: RunConfig, subject: str, recordings: list[Record
     decoding)."""
     ranked: dict[str, float] = {}
     for task in sorted({task_of(r) for r in recordings}):
-        summary = _read_tsv(root_path(config, naming.group_table(task, "decoding", "summary")))
+        summary = _read_tsv(root_path(config.output_dir, naming.group_table(task, "decoding", "summary")))
         if summary is None:
             continue
         rows = summary[(summary["subject"].astype(str) == subject) & (summary["probe"] == "electrode")]
@@ -162,7 +163,7 @@ def write_subject_reports(config: RunConfig, recordings: list[Recording]) -> lis
     for number, (subject, subject_recordings) in enumerate(sorted(subjects.items()), start=1):
         LOGGER.info("report %d of %d: sub-%s.html (%d recording(s))", number, len(subjects), subject,
                     len(subject_recordings))   # seconds each: figures for every recording
-        path = root_path(config, naming.subject_report(subject))
+        path = root_path(config.output_dir, naming.subject_report(subject))
         deriv.atomic_write_bytes(path, subject_report(config, subject, subject_recordings).encode("utf-8"))
         written.append(path)
     return written

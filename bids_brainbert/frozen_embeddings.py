@@ -1,5 +1,8 @@
 """Frozen-model embeddings of spectrogram windows: sliding windows per electrode and windows centred on events.
 
+The arrays only; the embeddings step that finds the model and writes them as BIDS derivatives is
+:mod:`bids_brainbert.workflows.embeddings`.
+
 Windows are cut from a (n_channels, n_frames, n_freqs) spectrogram (usually a memory map), z-scored per
 frequency within the window exactly as in pretraining, passed through the encoder, and pooled over frames:
 ``middle`` = mean of the middle k frames (BrainBERT's readout, k = 10) or ``mean`` = all frames.
